@@ -1,0 +1,245 @@
+"""Run the whole Videoflix stack as local processes (no Docker): the same topology as the compose file.
+
+    stack.py --profile dev up      # `make up`: ports 8000/5001-5003/1025, var/
+    stack.py --profile test up     # `make test`: ports 18000/15001-15003/11025, var/test/, own databases
+    stack.py --profile dev down | status | prepare
+
+Processes are started in the background with pid files and logs under $VAR_DIR/run and $VAR_DIR/log.
+A service whose package does not exist yet is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+PROFILES = {
+    "dev": {
+        "VAR_DIR": str(ROOT / "var"),
+        "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
+        "SMTP_PORT": "1025",
+        "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
+        "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    },
+    "test": {
+        "VAR_DIR": str(ROOT / "var" / "test"),
+        "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
+        "SMTP_PORT": "11025",
+        "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
+        "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
+        "REDIS_URL": "redis://127.0.0.1:6379/1",
+        "TRANSCODER_WORKERS": "2",
+    },
+}
+
+
+@dataclass
+class Process:
+    name: str
+    command: str
+    needs: str  # a path relative to ROOT that must exist, or ""
+    health_url: str = ""
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def build_env(profile: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if profile == "dev":
+        env.update(read_dotenv(ROOT / ".env"))
+        for key, value in PROFILES["dev"].items():
+            env.setdefault(key, value)
+    else:
+        env.update(PROFILES[profile])
+    var = Path(env["VAR_DIR"])
+    env.setdefault("KEYS_DIR", str(var / "keys"))
+    env.setdefault("MEDIA_DIR", str(var / "media"))
+    env.setdefault("MAIL_DIR", str(var / "mail"))
+    env["SMTP_HOST"] = env.get("SMTP_HOST", "127.0.0.1")
+    env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_PORT']}"
+    env["AUTH_UPSTREAM"] = f"127.0.0.1:{env['AUTH_PORT']}"
+    env["CATALOG_UPSTREAM"] = f"127.0.0.1:{env['CATALOG_PORT']}"
+    env["STREAMER_UPSTREAM"] = f"127.0.0.1:{env['STREAMER_PORT']}"
+    gateway = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
+    env.setdefault("PUBLIC_BASE_URL", gateway)
+    env.setdefault("FRONTEND_BASE_URL", gateway)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def processes(env: dict[str, str]) -> list[Process]:
+    gunicorn = "gunicorn -c services/gunicorn.conf.py"
+    gateway_dir = Path(env["VAR_DIR"]) / "gateway"
+    listed = [
+        Process("mailsink", f"python scripts/mailsink.py --port {env['SMTP_PORT']} --maildir {env['MAIL_DIR']}", ""),
+    ]
+    for name in ("auth", "catalog", "streamer"):
+        port = env[f"{name.upper()}_PORT"]
+        listed.append(Process(
+            name, f"env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
+            f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
+        ))
+    listed.append(Process(
+        "reconciler", "flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+    ))
+    for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
+        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+                              "services/transcoder/worker.py"))
+    listed.append(Process(
+        "gateway", f"nginx -p {gateway_dir} -c {gateway_dir}/nginx.conf -g 'daemon off;'",
+        "deploy/nginx.conf", f"http://127.0.0.1:{env['GATEWAY_PORT']}/healthz",
+    ))
+    return [process for process in listed if not process.needs or (ROOT / process.needs).exists()]
+
+
+def run(command: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(command, shell=True, cwd=ROOT, env=env, check=check, text=True,
+                          capture_output=not check)
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def ensure_database(name: str, env: dict[str, str]) -> None:
+    exists = run(f"psql -h 127.0.0.1 -U postgres -d postgres -Atqc "
+                 f"\"select 1 from pg_database where datname='{name}'\"", env, check=False)
+    if exists.stdout.strip() != "1":
+        run(f"createdb -h 127.0.0.1 -U postgres {name}", env)
+
+
+def prepare(env: dict[str, str]) -> None:
+    """Keys, databases, migrations and the rendered gateway config: everything before starting."""
+    var = Path(env["VAR_DIR"])
+    for sub in ("run", "log", "media", "gateway"):
+        (var / sub).mkdir(parents=True, exist_ok=True)
+    run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])}", env)
+    for service in ("auth", "catalog"):
+        if (ROOT / "services" / service / "migrations").exists():
+            ensure_database(database_name(env[f"{service.upper()}_DATABASE_URL"]), env)
+            run(f"flask --app services.{service}.app db upgrade -d services/{service}/migrations", env)
+    if (ROOT / "frontend" / "build.sh").exists():
+        run("frontend/build.sh", env)
+    if (ROOT / "gateway" / "render.sh").exists():
+        run(f"gateway/render.sh {var / 'gateway'}", env)
+
+
+def pid_file(env: dict[str, str], name: str) -> Path:
+    return Path(env["VAR_DIR"]) / "run" / f"{name}.pid"
+
+
+def running_pid(env: dict[str, str], name: str) -> int | None:
+    path = pid_file(env, name)
+    try:
+        pid = int(path.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def start(env: dict[str, str], process: Process) -> None:
+    if running_pid(env, process.name):
+        return
+    log = open(Path(env["VAR_DIR"]) / "log" / f"{process.name}.log", "ab")
+    child = subprocess.Popen(process.command, shell=True, cwd=ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file(env, process.name).write_text(str(child.pid))
+
+
+def wait_healthy(url: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def up(env: dict[str, str]) -> int:
+    prepare(env)
+    listed = processes(env)
+    for process in listed:
+        start(env, process)
+    failed = [p.name for p in listed if p.health_url and not wait_healthy(p.health_url)]
+    if failed:
+        print(f"not healthy: {', '.join(failed)}; see {env['VAR_DIR']}/log/", file=sys.stderr)
+        return 1
+    print(f"Videoflix is up: http://127.0.0.1:{env['GATEWAY_PORT']}/  (API at /api/, mail in {env['MAIL_DIR']})")
+    return 0
+
+
+def stop(env: dict[str, str], name: str, timeout: float = 30) -> None:
+    pid = running_pid(env, name)
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and running_pid(env, name):
+            time.sleep(0.1)
+        if running_pid(env, name):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file(env, name).unlink(missing_ok=True)
+
+
+def down(env: dict[str, str]) -> int:
+    names = [path.stem for path in (Path(env["VAR_DIR"]) / "run").glob("*.pid")]
+    for name in names:
+        stop(env, name)
+    print(f"stopped: {', '.join(sorted(names)) or 'nothing was running'}")
+    return 0
+
+
+def status(env: dict[str, str]) -> int:
+    for process in processes(env):
+        pid = running_pid(env, process.name)
+        print(f"{process.name:14} {'running pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
+    parser.add_argument("action", choices=["up", "down", "status", "prepare", "env"])
+    options = parser.parse_args()
+    env = build_env(options.profile)
+    if options.action == "env":
+        for key in sorted(set(env) - set(os.environ) | set(PROFILES[options.profile])):
+            print(f"{key}={shlex.quote(env[key])}")
+        return 0
+    if options.action == "prepare":
+        prepare(env)
+        return 0
+    return {"up": up, "down": down, "status": status}[options.action](env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Videoflix services, one package each (`services.auth`, `services.catalog`, ...)."""

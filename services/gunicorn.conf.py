@@ -1,0 +1,13 @@
+"""gunicorn settings for every Flask service; everything comes from the environment."""
+import os
+
+bind = f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Uploads of large files are long requests; the gateway enforces its own client timeouts.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
+# On SIGTERM, workers get this long to finish the requests they are serving.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+accesslog = None
+errorlog = "-"

@@ -1,0 +1,95 @@
+"""Settings shared by every service, read from environment variables.
+
+Every variable is documented in `.env.template`; the defaults here make the local stack work with no
+`.env` at all.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(value: str) -> list[str]:
+    return [item for item in value.replace(",", " ").split() if item]
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    keys_dir: Path
+    media_dir: Path
+    auth_database_url: str
+    catalog_database_url: str
+    redis_url: str
+    smtp_host: str
+    smtp_port: int
+    mail_from: str
+    frontend_base_url: str
+    public_base_url: str
+    cors_origins: list[str]
+    access_token_minutes: int
+    refresh_token_days: int
+    activation_token_hours: int
+    reset_token_hours: int
+    cookie_secure: bool
+    max_upload_bytes: int
+    service_token_file: Path
+    catalog_url: str
+    transcoder_workers: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        get = env.get
+        var_dir = Path(get("VAR_DIR", REPO_ROOT / "var")).resolve()
+        keys_dir = Path(get("KEYS_DIR", var_dir / "keys"))
+        pg = "postgresql://postgres@127.0.0.1:5432"
+        return cls(
+            var_dir=var_dir,
+            keys_dir=keys_dir,
+            media_dir=Path(get("MEDIA_DIR", var_dir / "media")),
+            auth_database_url=get("AUTH_DATABASE_URL", f"{pg}/videoflix_auth"),
+            catalog_database_url=get("CATALOG_DATABASE_URL", f"{pg}/videoflix_catalog"),
+            redis_url=get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            smtp_host=get("SMTP_HOST", "127.0.0.1"),
+            smtp_port=int(get("SMTP_PORT", "1025")),
+            mail_from=get("MAIL_FROM", "Videoflix <noreply@videoflix.local>"),
+            frontend_base_url=get("FRONTEND_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            public_base_url=get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            cors_origins=_list(get(
+                "CORS_ORIGINS",
+                "http://127.0.0.1:5500 http://localhost:5500 http://127.0.0.1:8000 http://localhost:8000",
+            )),
+            access_token_minutes=int(get("ACCESS_TOKEN_MINUTES", "30")),
+            refresh_token_days=int(get("REFRESH_TOKEN_DAYS", "7")),
+            activation_token_hours=int(get("ACTIVATION_TOKEN_HOURS", "24")),
+            reset_token_hours=int(get("RESET_TOKEN_HOURS", "1")),
+            cookie_secure=_bool(get("COOKIE_SECURE", "false")),
+            max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(2 * 1024**3))),
+            service_token_file=Path(get("SERVICE_TOKEN_FILE", keys_dir / "service_token")),
+            catalog_url=get("CATALOG_URL", "http://127.0.0.1:5002").rstrip("/"),
+            transcoder_workers=int(get("TRANSCODER_WORKERS", "2")),
+            log_level=get("LOG_LEVEL", "INFO").upper(),
+        )
+
+    @property
+    def private_key_file(self) -> Path:
+        return self.keys_dir / "jwt_private.pem"
+
+    @property
+    def public_key_file(self) -> Path:
+        return self.keys_dir / "jwt_public.pem"
+
+    def service_token(self) -> str:
+        return self.service_token_file.read_text().strip()
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
