@@ -64,12 +64,28 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def test_slot_profile(slot: int) -> dict[str, str]:
+    """TEST_SLOT=n (1-7) gives a second, third... test stack that runs beside the default one."""
+    base = 20000 + slot * 1000
+    return {
+        **PROFILES["test"],
+        "VAR_DIR": str(ROOT / "var" / f"test{slot}"),
+        "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
+        "STREAMER_PORT": str(base + 3), "SMTP_PORT": str(base + 25),
+        "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
+        "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
+    }
+
+
 def build_env(profile: str) -> dict[str, str]:
     env = dict(os.environ)
     if profile == "dev":
         env.update(read_dotenv(ROOT / ".env"))
         for key, value in PROFILES["dev"].items():
             env.setdefault(key, value)
+    elif int(env.get("TEST_SLOT", "0") or 0):
+        env.update(test_slot_profile(int(env["TEST_SLOT"])))
     else:
         env.update(PROFILES[profile])
     var = Path(env["VAR_DIR"])

@@ -13,10 +13,10 @@ for url in "$AUTH_DATABASE_URL" "$CATALOG_DATABASE_URL"; do
   dropdb -h 127.0.0.1 -U postgres --if-exists --force "${url##*/}"
 done
 redis-cli -u "$REDIS_URL" flushdb >/dev/null
-rm -rf var/test
-mkdir -p var/test
+rm -rf "$VAR_DIR"
+mkdir -p "$VAR_DIR"
 
-$STACK up || { tail -n 40 var/test/log/*.log; $STACK down; exit 1; }
+$STACK up || { tail -n 40 "$VAR_DIR"/log/*.log; $STACK down; exit 1; }
 trap '$STACK down >/dev/null' EXIT
 paths=("$@")
 if [ ${#paths[@]} -eq 0 ]; then

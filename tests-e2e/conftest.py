@@ -1,0 +1,192 @@
+"""Fixtures for the end-to-end suite: it talks only to the gateway of the running test stack.
+
+`scripts/test.sh` starts the stack (`stack.py --profile test up`) before pytest runs; with TEST_SLOT=n
+the same suite runs against a second stack on other ports.
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import importlib.util
+import itertools
+import mailbox
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_stack():
+    spec = importlib.util.spec_from_file_location("videoflix_stack", ROOT / "scripts" / "stack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STACK_ENV = _load_stack().build_env("test")
+GATEWAY = f"http://127.0.0.1:{STACK_ENV['GATEWAY_PORT']}"
+_source_addresses = itertools.count(2)
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    return STACK_ENV
+
+
+@pytest.fixture(scope="session")
+def gateway_url() -> str:
+    return GATEWAY
+
+
+@pytest.fixture(scope="session")
+def api_url() -> str:
+    return f"{GATEWAY}/api/"
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Sends from a given loopback address, so each test has its own rate-limit bucket at the gateway."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class ApiClient(requests.Session):
+    """A browser-like client: keeps cookies and sends X-CSRFToken from the csrftoken cookie on POST."""
+
+    def __init__(self, base: str, source_address: str | None = None):
+        super().__init__()
+        self.base = base
+        if source_address:
+            self.mount("http://", SourceAddressAdapter(source_address))
+
+    def request(self, method, url, *args, csrf: bool = True, **kwargs):
+        if not url.startswith("http"):
+            url = self.base + url.lstrip("/")
+        headers = kwargs.pop("headers", None) or {}
+        token = self.cookies.get("csrftoken")
+        if csrf and token and method.upper() not in {"GET", "HEAD", "OPTIONS"}:
+            headers.setdefault("X-CSRFToken", token)
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, url, *args, headers=headers, **kwargs)
+
+
+def new_source_address() -> str:
+    """A fresh 127.0.0.x address (x from 2 to 254) for a new client."""
+    return f"127.0.0.{2 + next(_source_addresses) % 250}"
+
+
+@pytest.fixture
+def client(api_url) -> ApiClient:
+    session = ApiClient(api_url, new_source_address())
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def make_client(api_url):
+    """Factory for extra independent clients (another user, an attacker...)."""
+    sessions = []
+
+    def factory(source_address: str | None = None) -> ApiClient:
+        session = ApiClient(api_url, source_address or new_source_address())
+        sessions.append(session)
+        return session
+
+    yield factory
+    for session in sessions:
+        session.close()
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+class Mailbox:
+    """Reads the Maildir the test stack's SMTP sink writes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def messages_to(self, address: str) -> list[email.message.EmailMessage]:
+        if not self.path.exists():
+            return []
+        found = []
+        for key, _ in mailbox.Maildir(self.path, create=False).items():
+            raw = (self.path / "new" / key).read_bytes() if (self.path / "new" / key).exists() else None
+            if raw is None:
+                continue
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            if address.lower() in str(message["To"]).lower():
+                found.append(message)
+        return found
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 20) -> list[email.message.EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.messages_to(address)
+            if len(messages) >= count:
+                return messages
+            time.sleep(0.2)
+        raise AssertionError(f"expected {count} mail(s) to {address}, got {len(self.messages_to(address))}")
+
+
+def mail_text(message: email.message.EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def mail_html(message: email.message.EmailMessage) -> str:
+    return message.get_body(preferencelist=("html",)).get_content()
+
+
+def link_params(text: str, page: str) -> tuple[str, str]:
+    """uid and token of the first `{page}?uid=...&token=...` link in a mail body."""
+    match = re.search(re.escape(page) + r"\?uid=([A-Za-z0-9_\-]+)&(?:amp;)?token=([A-Za-z0-9_\-.:]+)", text)
+    assert match, f"no {page} link in mail:\n{text}"
+    return match.group(1), match.group(2)
+
+
+@pytest.fixture(scope="session")
+def mail() -> Mailbox:
+    return Mailbox(Path(STACK_ENV["MAIL_DIR"]))
+
+
+STRONG_PASSWORD = "Corr3ct-Horse-Battery!"
+
+
+def register_and_activate(client: ApiClient, mail: Mailbox, email_address: str | None = None,
+                          password: str = STRONG_PASSWORD) -> str:
+    """Register through the API and follow the mailed activation link; returns the address."""
+    email_address = email_address or unique_email()
+    response = client.post("register/", json={
+        "email": email_address, "password": password, "confirmed_password": password,
+        "privacy_policy": "on",
+    })
+    assert response.status_code == 201, response.text
+    uid, token = link_params(mail_text(mail.wait_for(email_address)[-1]), "activate.html")
+    response = client.get(f"activate/{uid}/{token}/")
+    assert response.status_code == 200, response.text
+    return email_address
+
+
+def login(client: ApiClient, email_address: str, password: str = STRONG_PASSWORD) -> requests.Response:
+    response = client.post("login/", json={"email": email_address, "password": password})
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.fixture
+def logged_in_client(client, mail) -> ApiClient:
+    """A client of a freshly registered, activated and logged-in user (`client.email`)."""
+    client.email = register_and_activate(client, mail)
+    login(client, client.email)
+    return client
