@@ -92,6 +92,7 @@ def build_env(profile: str) -> dict[str, str]:
     env.setdefault("KEYS_DIR", str(var / "keys"))
     env.setdefault("MEDIA_DIR", str(var / "media"))
     env.setdefault("MAIL_DIR", str(var / "mail"))
+    env.setdefault("FRONTEND_DIR", str(ROOT / "frontend" / "dist"))
     env["SMTP_HOST"] = env.get("SMTP_HOST", "127.0.0.1")
     env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_PORT']}"
     env["AUTH_UPSTREAM"] = f"127.0.0.1:{env['AUTH_PORT']}"
