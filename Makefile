@@ -4,8 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) scripts/stack.py
 WORKERS ?=
+# The production path: Docker Compose v2.24+ (`docker compose`), else a standalone `docker-compose`.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose) \
+  $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml
 
-.PHONY: help install keys up down status logs test test-unit test-e2e admin clean
+.PHONY: help install keys up down status logs test test-unit test-e2e test-faults bench admin clean \
+  compose-up compose-down compose-logs
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,10 +36,25 @@ test: install ## unit tests of every service, then the e2e suite against a fresh
 	@scripts/test.sh
 
 test-unit: install ## unit tests only (no stack needed)
-	@PYTHONPATH=. $(VENV)/bin/pytest services shared gateway
+	@PYTHONPATH=. $(VENV)/bin/pytest services shared gateway deploy
 
 test-e2e: install ## e2e suite only, against a fresh test stack
 	@scripts/test.sh tests-e2e
+
+test-faults: install ## fault tests (kill -9, Redis/PostgreSQL/SMTP outages, soak), each on its own stack
+	@PYTHONPATH=. $(VENV)/bin/pytest tests-faults
+
+bench: install ## benchmarks with ratios into bench/results/ (one: make bench BENCH=segments)
+	@PYTHONPATH=. $(PY) -m bench.run $(BENCH)
+
+compose-up: ## production: build and start the Docker Compose stack on :8000 (TRANSCODERS=n containers)
+	@$(COMPOSE) up -d --build --wait $(if $(TRANSCODERS),--scale transcoder=$(TRANSCODERS))
+
+compose-down: ## stop the Docker Compose stack (its volumes, with database, media and keys, are kept)
+	@$(COMPOSE) down
+
+compose-logs: ## follow the Docker Compose stack's logs
+	@$(COMPOSE) logs -f --tail=50
 
 admin: install ## create an active admin: make admin EMAIL=a@b.c PASSWORD=...
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }

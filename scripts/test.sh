@@ -20,6 +20,6 @@ $STACK up || { tail -n 40 "$VAR_DIR"/log/*.log; $STACK down; exit 1; }
 trap '$STACK down >/dev/null' EXIT
 paths=("$@")
 if [ ${#paths[@]} -eq 0 ]; then
-  for path in shared services gateway tests-e2e; do [ -d "$path" ] && paths+=("$path"); done
+  for path in shared services gateway deploy tests-e2e frontend; do [ -d "$path" ] && paths+=("$path"); done
 fi
 .venv/bin/pytest "${paths[@]}"

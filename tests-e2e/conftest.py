@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import mailbox
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load_stack():
     spec = importlib.util.spec_from_file_location("videoflix_stack", ROOT / "scripts" / "stack.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # @dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 

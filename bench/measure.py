@@ -1,0 +1,106 @@
+"""Load generation (wrk), latency percentiles, and the table + JSON every benchmark reports."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def _duration_ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, connections: int, seconds: int = 6, headers: dict[str, str] | None = None,
+        threads: int = 2, timeout_s: int = 10) -> dict:
+    """Run wrk once and return requests/s, MB/s, latency percentiles (ms) and error counts."""
+    command = ["wrk", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", f"{timeout_s}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(command + [url], capture_output=True, text=True, check=True,
+                            timeout=seconds + timeout_s + 30).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> dict:
+    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    amount, unit = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output).groups()
+    latency = {f"p{p}_ms": _duration_ms(value)
+               for p, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.MULTILINE)}
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    return {
+        "requests_per_s": requests_per_s,
+        "mb_per_s": float(amount) * _BYTES[unit] / 1024**2,
+        **latency,
+        "requests": int(total.group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(map(int, socket_errors.groups())) if socket_errors else 0,
+    }
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 3) if denominator else None
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    cells = [columns] + [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(columns))]
+    print(f"\n## {title}")
+    for number, row in enumerate(cells):
+        print("  ".join(cell.rjust(width) if index else cell.ljust(width)
+                        for index, (cell, width) in enumerate(zip(row, widths))))
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def print_checks(checks: dict[str, dict]) -> None:
+    for name, check in checks.items():
+        print(f"  target {name}: {'MET' if check['met'] else 'NOT MET'} ({check['detail']})")
+
+
+def machine() -> dict:
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_at_start": [round(x, 2) for x in load]}
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), **data}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"  -> {path.relative_to(RESULTS.parents[1])}")
+    return path

@@ -1,0 +1,13 @@
+import { markRefreshed, publicCall, safeNext } from '../api.js';
+import { bindForm, params, setStatus } from '../ui.js';
+
+const next = safeNext(params().get('next'));
+if (params().has('next')) {
+  setStatus(document.getElementById('notice'), 'Please log in to continue.');
+}
+
+bindForm(document.getElementById('login-form'), async (values) => {
+  await publicCall('POST', 'login/', values);
+  markRefreshed();
+  location.assign(next);
+});

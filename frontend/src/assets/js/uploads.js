@@ -1,0 +1,107 @@
+// The list endpoint shows only ready videos, so the ids of this browser's own uploads are kept in
+// localStorage and their detail (status, progress, renditions) is polled until transcoding is done.
+import { ApiError, call } from './api.js';
+
+const KEY = 'videoflix.myUploads';
+const OWN_KEY = 'videoflix.myVideos';
+const POLL_MS = 2000;
+
+const STATUS_TEXT = {
+  uploaded: 'Uploaded, waiting for a transcoder',
+  queued: 'Queued for transcoding',
+  processing: 'Transcoding',
+  ready: 'Ready to watch',
+  failed: 'Transcoding failed',
+};
+
+function readIds(key) {
+  try {
+    const ids = JSON.parse(localStorage.getItem(key) || '[]');
+    return Array.isArray(ids) ? ids.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeIds(key, ids) {
+  localStorage.setItem(key, JSON.stringify([...new Set(ids)]));
+}
+
+/** Remembers an upload: polled until transcoded (pending) and offered for deletion (own). */
+export function rememberUpload(id) {
+  writeIds(KEY, [...readIds(KEY), String(id)]);
+  writeIds(OWN_KEY, [...readIds(OWN_KEY), String(id)]);
+}
+
+/** Stops polling the video; `deleted` also drops it from this browser's own videos. */
+export function forgetUpload(id, { deleted = false } = {}) {
+  writeIds(KEY, readIds(KEY).filter((known) => known !== String(id)));
+  if (deleted) writeIds(OWN_KEY, readIds(OWN_KEY).filter((known) => known !== String(id)));
+}
+
+export function pendingUploads() {
+  return readIds(KEY);
+}
+
+export function isOwnUpload(id) {
+  return readIds(OWN_KEY).includes(String(id));
+}
+
+/** Rung names of the renditions that can be played now. */
+export function renditionNames(video) {
+  return (video.renditions ?? []).map((rendition) => rendition.rung);
+}
+
+export function percent(video) {
+  return Math.max(0, Math.min(100, Math.round(Number(video.progress) || 0)));
+}
+
+/** Rungs the transcoder is still working on. */
+export function pendingRungs(video) {
+  return video.renditions_pending ?? [];
+}
+
+/** Done means nothing more will change: every rung published, or failed for good. */
+export function isFinished(video) {
+  return video.status === 'failed' || (video.status === 'ready' && pendingRungs(video).length === 0);
+}
+
+/** "Transcoding: 42 %" and, once playable, which renditions exist and which are coming. */
+export function describe(video) {
+  const status = STATUS_TEXT[video.status] ?? video.status;
+  if (video.status === 'failed') return `${status}: ${video.failure_reason || 'unknown reason'}`;
+  const rungs = renditionNames(video);
+  const available = rungs.length ? ` Available: ${rungs.join(', ')}.` : '';
+  const coming = pendingRungs(video).length ? ` Coming: ${pendingRungs(video).join(', ')}.` : '';
+  if (video.status === 'ready') return `${status} (${percent(video)} % of all qualities done).${available}${coming}`;
+  return `${status}: ${percent(video)} %.${available}${coming}`;
+}
+
+/**
+ * Calls onUpdate(video) with the detail of video `id` every two seconds until it is finished;
+ * onGone() when it no longer exists for us (deleted, or another user's). Returns a stop function.
+ */
+export function watchUpload(id, onUpdate, onGone = () => {}) {
+  let timer = null;
+  let stopped = false;
+  const poll = async () => {
+    try {
+      const video = await call('GET', `video/${encodeURIComponent(id)}/`);
+      if (stopped) return;
+      onUpdate(video);
+      if (isFinished(video)) return;
+    } catch (error) {
+      if (error instanceof ApiError && [403, 404].includes(error.status)) {
+        onGone();
+        return;
+      }
+      if (error.status === 401) return; // on the way to the login page
+    }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  };
+  poll();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

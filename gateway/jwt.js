@@ -1,0 +1,79 @@
+/*
+ * Access-token check for the video routes (njs 0.7.9, WebCrypto).
+ *
+ * The `access_token` cookie must be a JWT signed RS256 with auth's key (KEYS_DIR/jwt_public.pem), of
+ * type "access", with a user id in `sub`, not expired. nginx asks through `auth_request /_jwt`, which
+ * caches each verified token until its `exp`: njs 0.7.9 keeps nothing between requests and importing
+ * the RSA key costs ~130 us, nearly all of a check, so the cache is what keeps segments fast.
+ */
+
+import fs from 'fs';
+
+const RS256 = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+const CLOCK_SKEW_SECONDS = 30;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const SUBJECT = /^[A-Za-z0-9_-]{1,64}$/;
+
+function decodeJson(part) {
+    try {
+        const value = JSON.parse(Buffer.from(part, 'base64url').toString());
+        return typeof value === 'object' && value !== null ? value : null;
+    } catch (e) {
+        return null;
+    }
+}
+
+function isTime(value) {
+    return typeof value === 'number' && isFinite(value);
+}
+
+function claimsValid(claims, now) {
+    return claims.type === 'access'
+        && typeof claims.sub === 'string' && SUBJECT.test(claims.sub)
+        && isTime(claims.exp) && claims.exp > now
+        && (claims.nbf === undefined || (isTime(claims.nbf) && claims.nbf <= now + CLOCK_SKEW_SECONDS))
+        && (claims.iat === undefined || (isTime(claims.iat) && claims.iat <= now + CLOCK_SKEW_SECONDS));
+}
+
+/* The user id of a valid access token, or '' (cheap checks first, the signature last). */
+async function verifiedSubject(token, publicKey) {
+    const parts = token.split('.');
+    if (parts.length !== 3 || !parts.every(part => BASE64URL.test(part))) {
+        return '';
+    }
+    const header = decodeJson(parts[0]);
+    const claims = decodeJson(parts[1]);
+    if (!header || header.alg !== 'RS256' || header.crit !== undefined
+        || !claims || !claimsValid(claims, Date.now() / 1000)) {
+        return '';
+    }
+    const key = await crypto.subtle.importKey('spki', Buffer.from(publicKey, 'base64'), RS256, false,
+                                              ['verify']);
+    const signed = Buffer.from(parts[0] + '.' + parts[1]);
+    try {
+        const valid = await crypto.subtle.verify(RS256, key, Buffer.from(parts[2], 'base64url'), signed);
+        return valid ? claims.sub : '';
+    } catch (e) {
+        return '';  // a signature of the wrong size
+    }
+}
+
+/*
+ * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id and X-Accel-Expires
+ * (nginx caches the answer until the token expires), or 401.
+ */
+async function verify(r) {
+    const token = r.headersIn['Access-Token'] || '';
+    const publicKey = fs.readFileSync(r.variables.jwt_public_key_file, 'utf8')
+        .replace(/-----[^-]+-----|\s/g, '');
+    const subject = await verifiedSubject(token, publicKey);
+    if (!subject) {
+        r.return(401);
+        return;
+    }
+    r.headersOut['X-User-Id'] = subject;
+    r.headersOut['X-Accel-Expires'] = '@' + Math.floor(decodeJson(token.split('.')[1]).exp);
+    r.return(204);
+}
+
+export default { verify };

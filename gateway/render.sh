@@ -1,0 +1,45 @@
+#!/bin/sh
+# Render deploy/nginx.conf into DIR (the nginx prefix): `gateway/render.sh DIR`, then
+# `nginx -p DIR -c DIR/nginx.conf`. Used by scripts/stack.py and by the gateway container alike.
+set -eu
+
+out=${1:?usage: render.sh OUTPUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+template=${NGINX_TEMPLATE:-$here/../deploy/nginx.conf}
+
+: "${GATEWAY_PORT:=8000}"
+: "${AUTH_UPSTREAM:=127.0.0.1:5001}"
+: "${CATALOG_UPSTREAM:=127.0.0.1:5002}"
+: "${STREAMER_UPSTREAM:=127.0.0.1:5003}"
+: "${MEDIA_DIR:=var/media}"
+: "${KEYS_DIR:=var/keys}"
+: "${FRONTEND_DIR:=frontend/dist}"
+: "${CORS_ORIGINS:=http://127.0.0.1:5500 http://localhost:5500 http://127.0.0.1:8000 http://localhost:8000}"
+: "${MAX_UPLOAD_BYTES:=2147483648}"
+: "${GATEWAY_AUTH_RATE:=10r/m}"
+: "${GATEWAY_AUTH_BURST:=10}"
+
+# nginx needs absolute paths: the prefix is not the directory these are relative to.
+absolute() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$(pwd)" "$1" ;; esac; }
+MEDIA_DIR=$(absolute "$MEDIA_DIR")
+KEYS_DIR=$(absolute "$KEYS_DIR")
+FRONTEND_DIR=$(absolute "$FRONTEND_DIR")
+
+# One `map` entry per allowed origin (CORS_ORIGINS is space or comma separated).
+CORS_ORIGIN_MAP=$(printf '%s\n' "$CORS_ORIGINS" | tr ', ' '\n\n' \
+    | sed -n 's#^\(https\{0,1\}://[]A-Za-z0-9.:[-]\{1,\}\)/*$#        "\1" "\1";#p')
+# The upload route accepts the file plus the multipart framing and the other form fields.
+UPLOAD_BODY_LIMIT=$((MAX_UPLOAD_BYTES + 1048576))
+
+GATEWAY_DIR=$(mkdir -p "$out" && cd "$out" && pwd)
+
+export GATEWAY_DIR GATEWAY_PORT AUTH_UPSTREAM CATALOG_UPSTREAM STREAMER_UPSTREAM MEDIA_DIR KEYS_DIR FRONTEND_DIR \
+    CORS_ORIGIN_MAP UPLOAD_BODY_LIMIT GATEWAY_AUTH_RATE GATEWAY_AUTH_BURST
+
+# Verified tokens are cached per key pair: a new render (new keys, maybe) starts empty.
+rm -rf "$out/cache"
+mkdir -p "$out/tmp" "$out/cache"
+envsubst '$GATEWAY_DIR $GATEWAY_PORT $AUTH_UPSTREAM $CATALOG_UPSTREAM $STREAMER_UPSTREAM $MEDIA_DIR $KEYS_DIR
+    $FRONTEND_DIR $CORS_ORIGIN_MAP $UPLOAD_BODY_LIMIT $GATEWAY_AUTH_RATE $GATEWAY_AUTH_BURST' \
+    <"$template" >"$out/nginx.conf"
+cp "$here"/*.js "$out/"

@@ -1,0 +1,55 @@
+"""Catalog service: `create_app(config=None)`.
+
+gunicorn -c services/gunicorn.conf.py 'services.catalog.app:create_app()'
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import Migrate
+from videoflix_shared import Settings
+from videoflix_shared.flask import init_service
+from videoflix_shared.security import configure_jwt
+
+from . import internal, queue, uploads, videos
+from .cli import reconcile_command
+from .models import db
+from .storage import StreamingUploadRequest, discard_spools
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+
+
+def database_url(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the driver installed is psycopg2."""
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    config = config or {}
+    settings = config.get("SETTINGS") or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.request_class = StreamingUploadRequest
+    app.config.update(
+        SETTINGS=settings,
+        SQLALCHEMY_DATABASE_URI=database_url(settings.catalog_database_url),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+    )
+    app.config.update(config)
+    db.init_app(app)
+    Migrate(app, db, directory=MIGRATIONS_DIR)
+    app.extensions["redis"] = queue.connect(settings.redis_url)
+    api = init_service(app, settings, "Videoflix catalog", health_checks={
+        "database": lambda: db.session.execute(sa.text("SELECT 1")),
+        "redis": lambda: app.extensions["redis"].ping(),
+    })
+    configure_jwt(app, settings)
+    for blueprint in (videos.blp, uploads.blp, internal.blp):
+        api.register_blueprint(blueprint)
+    app.teardown_request(discard_spools)
+    app.cli.add_command(reconcile_command)
+    return app

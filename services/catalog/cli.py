@@ -1,0 +1,69 @@
+"""`flask --app services.catalog.app reconcile [--every SECONDS]`: nothing uploaded is ever lost.
+
+Enqueues videos whose upload could not reach Redis, and re-enqueues videos with work left whose rq
+jobs are gone (Redis restarted: it keeps nothing on disk). Job ids are deterministic and videos with
+live jobs are skipped, so running it any number of times is harmless.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import click
+import sqlalchemy as sa
+from flask.cli import with_appcontext
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import queue
+from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Video, db, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def videos_needing_work(quiet_for: timedelta) -> list[Video]:
+    """Videos not finished and untouched for `quiet_for` (a fresh upload enqueues itself; a job that
+    is just being handed from the queue to a worker is briefly in no registry)."""
+    pending_rungs = sa.exists().where(Rendition.video_id == Video.id, Rendition.state == PENDING)
+    unfinished = sa.or_(Video.status.in_((UPLOADED, QUEUED, PROCESSING)),
+                        sa.and_(Video.status == READY, pending_rungs))
+    query = sa.select(Video).where(unfinished, Video.updated_at < utcnow() - quiet_for).order_by(Video.id)
+    return list(db.session.scalars(query))
+
+
+def reconcile_once(quiet_for: timedelta) -> list[int]:
+    """Enqueue every orphaned video; returns their ids."""
+    candidates = videos_needing_work(quiet_for)
+    if not candidates:
+        return []
+    live = queue.videos_with_live_jobs()
+    enqueued = []
+    for video in candidates:
+        if video.id not in live and queue.enqueue_video(video):
+            enqueued.append(video.id)
+    return enqueued
+
+
+@click.command("reconcile")
+@click.option("--every", type=float, default=None, metavar="SECONDS",
+              help="Keep running, one pass every SECONDS (default: one pass, then exit).")
+@click.option("--quiet-for", type=float, default=30, show_default=True, metavar="SECONDS",
+              help="Only touch videos unchanged for this long.")
+@with_appcontext
+def reconcile_command(every: float | None, quiet_for: float) -> None:
+    """Enqueue uploaded videos, and re-enqueue videos whose transcoding jobs were lost."""
+    while True:
+        try:
+            enqueued = reconcile_once(timedelta(seconds=quiet_for))
+            if enqueued:
+                log.info("re-enqueued videos %s", enqueued, extra={"fields": {"video_ids": enqueued}})
+        except (RedisError, SQLAlchemyError) as error:
+            if every is None:
+                raise click.ClickException(str(error))
+            log.warning("reconcile pass failed, retrying in %ss: %s", every, error)
+        finally:
+            db.session.remove()
+        if every is None:
+            return
+        time.sleep(every)

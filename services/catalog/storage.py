@@ -1,0 +1,89 @@
+"""Where uploads land on disk: file parts stream into MEDIA_DIR/uploads, originals live in
+MEDIA_DIR/originals/<id>/, HLS output in MEDIA_DIR/hls/<id>/ (written by the transcoder)."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from flask import Request, current_app, g
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import secure_filename
+
+UPLOADS_DIR = "uploads"
+ORIGINALS_DIR = "originals"
+HLS_DIR = "hls"
+# Room for the form fields and multipart boundaries on top of the file itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def media_dir() -> Path:
+    return current_app.config["SETTINGS"].media_dir
+
+
+class UploadSpool:
+    """A file part written straight to disk as it arrives; refuses to grow past the upload limit."""
+
+    def __init__(self, directory: Path, limit: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{uuid.uuid4().hex}.part"
+        self.limit = limit
+        self.size = 0
+        self.file = open(self.path, "w+b")
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise RequestEntityTooLarge()
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class StreamingUploadRequest(Request):
+    """Flask's request, except that file parts go to disk in chunks (never into memory) and the
+    body limit can be raised for one route (`allow_upload()`)."""
+
+    upload_limit: int | None = None
+
+    @property
+    def max_content_length(self) -> int | None:
+        if self.upload_limit is not None:
+            return self.upload_limit + FORM_OVERHEAD_BYTES
+        return super().max_content_length
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        spool = UploadSpool(media_dir() / UPLOADS_DIR, self.upload_limit or 0)
+        g.setdefault("upload_spools", []).append(spool)
+        return spool
+
+
+def discard_spools(_error=None) -> None:
+    """Teardown: remove every spooled part the view did not move into place."""
+    for spool in g.pop("upload_spools", []):
+        spool.discard()
+
+
+def original_relative_path(video_id: int, filename: str) -> str:
+    name = secure_filename(filename)[-200:] or "original"
+    return f"{ORIGINALS_DIR}/{video_id}/{name}"
+
+
+def keep_original(spool: UploadSpool, relative_path: str) -> Path:
+    """Move a spooled upload to its final place (same filesystem: a rename, no copy)."""
+    target = media_dir() / relative_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    spool.file.flush()
+    os.replace(spool.path, target)
+    return target
+
+
+def remove_video_files(video_id: int) -> None:
+    for top in (ORIGINALS_DIR, HLS_DIR):
+        shutil.rmtree(media_dir() / top / str(video_id), ignore_errors=True)

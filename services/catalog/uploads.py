@@ -1,0 +1,50 @@
+"""Uploading a video: the file streams to disk, the row is committed, then transcoding is enqueued."""
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+from videoflix_shared.security import current_user_id
+
+from . import queue
+from .access import login_and_csrf_required
+from .blueprint import Blueprint
+from .models import Video, db
+from .schemas import UploadSchema, VideoSchema
+from .storage import keep_original, original_relative_path, remove_video_files
+
+blp = Blueprint("uploads", __name__, url_prefix="/api/video", description="Upload videos.")
+
+
+@blp.before_request
+def allow_upload():
+    request.upload_limit = current_app.config["SETTINGS"].max_upload_bytes
+
+
+@blp.route("/upload/")
+class Upload(MethodView):
+    @login_and_csrf_required
+    @blp.arguments(UploadSchema, location="multipart")
+    @blp.response(201, VideoSchema)
+    @blp.alt_response(401, description="Not logged in.")
+    @blp.alt_response(403, description="CSRF check failed.")
+    @blp.alt_response(413, description="The file is larger than MAX_UPLOAD_BYTES.")
+    def post(self, form):
+        """Upload a video file for transcoding
+
+        The answer comes once the file is stored: status `queued` (or `uploaded` when the queue is
+        unreachable; the reconciler enqueues it later). Watch `GET /api/video/<id>/` for progress.
+        """
+        upload = form["file"]
+        video = Video(title=form["title"], description=form["description"], category=form["category"],
+                      owner_id=current_user_id(), original_filename=upload.filename[-255:])
+        db.session.add(video)
+        db.session.flush()
+        video.original_path = original_relative_path(video.id, upload.filename)
+        keep_original(upload.stream, video.original_path)
+        try:
+            db.session.commit()
+        except Exception:
+            remove_video_files(video.id)
+            raise
+        queue.enqueue_video(video)
+        return video

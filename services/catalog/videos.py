@@ -1,0 +1,68 @@
+"""The public video list, one video's detail, and deleting a video."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_jwt_extended import jwt_required
+from videoflix_shared.errors import ApiError
+
+from .access import can_manage, login_and_csrf_required, visible_video
+from .blueprint import Blueprint
+from .models import READY, Video, db
+from .schemas import PageSchema, VideoListItemSchema, VideoSchema, thumbnail_url
+from .storage import remove_video_files
+
+blp = Blueprint("videos", __name__, url_prefix="/api/video", description="Browse, inspect and delete videos.")
+
+
+@blp.route("/")
+class Videos(MethodView):
+    @jwt_required()
+    @blp.arguments(PageSchema, location="query")
+    @blp.response(200, VideoListItemSchema(many=True))
+    @blp.alt_response(401, description="Not logged in.")
+    def get(self, page):
+        """Videos ready to play, newest first
+
+        The whole list by default; `limit` and `offset` page through it.
+        """
+        query = (
+            sa.select(Video.id, Video.created_at, Video.title, Video.description, Video.category)
+            .where(Video.status == READY)
+            .order_by(Video.created_at.desc(), Video.id.desc())
+            .offset(page["offset"])
+        )
+        if "limit" in page:
+            query = query.limit(page["limit"])
+        return [
+            {**row._asdict(), "thumbnail_url": thumbnail_url(row.id)}
+            for row in db.session.execute(query)
+        ]
+
+
+@blp.route("/<int:video_id>/")
+class VideoDetail(MethodView):
+    @jwt_required()
+    @blp.response(200, VideoSchema)
+    @blp.alt_response(401, description="Not logged in.")
+    @blp.alt_response(404, description="No such video, or not ready and not yours.")
+    def get(self, video_id):
+        """One video: status, progress, renditions available and still coming
+
+        Its owner sees it from the upload on; everyone else once it is ready.
+        """
+        return visible_video(video_id)
+
+    @login_and_csrf_required
+    @blp.response(204)
+    @blp.alt_response(401, description="Not logged in.")
+    @blp.alt_response(403, description="CSRF check failed, or the video is not yours.")
+    @blp.alt_response(404, description="No such video.")
+    def delete(self, video_id):
+        """Delete a video and its files (owner or admin)"""
+        video = visible_video(video_id)
+        if not can_manage(video):
+            raise ApiError(403, "Only the owner or an admin can delete this video.")
+        db.session.delete(video)
+        db.session.commit()
+        remove_video_files(video_id)

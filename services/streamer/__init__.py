@@ -1,0 +1,1 @@
+"""Streamer service: HLS playlists, segments and thumbnails, handed to nginx by X-Accel-Redirect."""

@@ -1,0 +1,213 @@
+"""The rq jobs: prepare a video (probe + enqueue its ladder), transcode one rung, make the thumbnail.
+
+The catalog enqueues `prepare_video` on queue `transcode`; everything else is enqueued from here with
+deterministic job ids (`video-<id>-<rung>`, `video-<id>-thumbnail`), so a repeated prepare does not
+duplicate work. Every job first asks the catalog whether the video still exists and stops quietly if not.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from redis import Redis
+from rq import Callback, Queue, Retry
+from rq.job import Job, JobStatus
+from rq.timeouts import JobTimeoutException
+
+from videoflix_shared import Settings
+
+from . import ffmpeg, ladder, probe, publish
+from .catalog_client import CatalogClient, VideoGone
+from .progress import Throttle, percent_done
+
+log = logging.getLogger(__name__)
+
+QUEUE = "transcode"
+RETRIES = 3
+BASE_TIMEOUT_SECONDS = 120
+THUMBNAIL_TIMEOUT_SECONDS = 180
+THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
+PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def _context(video_id: int) -> tuple[Settings, CatalogClient, Path]:
+    settings = Settings.from_env()
+    return settings, CatalogClient.from_settings(settings), publish.video_dir(settings.media_dir, video_id)
+
+
+@contextlib.contextmanager
+def stop_if_video_gone(video_id: int, directory: Path) -> Iterator[None]:
+    """A video deleted meanwhile (catalog 404): drop whatever was written for it and end the job."""
+    try:
+        yield
+    except VideoGone:
+        log.info("video gone, job dropped", extra={"fields": {"video_id": video_id}})
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def original_path(media_dir: Path, video_id: int, source_path: str | None) -> Path:
+    """The uploaded original: the path the catalog sent (relative to MEDIA_DIR or absolute), or the
+    one file in `originals/<id>/`."""
+    if source_path:
+        path = Path(media_dir) / source_path
+        if path.is_file():
+            return path
+    candidates = sorted((Path(media_dir) / "originals" / str(video_id)).glob("*"))
+    files = [path for path in candidates if path.is_file()]
+    if len(files) != 1:
+        raise probe.UnusableMedia("The uploaded file is missing.")
+    return files[0]
+
+
+def prepare_video(video_id: int, source_path: str | None = None) -> None:
+    """Probe the original, report it, and enqueue one job per rung (first choice first) and the thumbnail.
+
+    Unusable input (no video stream, corrupt, not media) is reported as failed; the original stays.
+    """
+    settings, catalog, directory = _context(video_id)
+    with stop_if_video_gone(video_id, directory):
+        catalog.video(video_id)
+        try:
+            source = original_path(settings.media_dir, video_id, source_path)
+            media = probe.probe_source(source)
+        except probe.UnusableMedia as error:
+            log.info("unusable upload", extra={"fields": {"video_id": video_id, "reason": str(error)}})
+            catalog.report_failed(video_id, str(error))
+            return
+        rungs = ladder.choose_rungs(media.height)
+        catalog.report_probe(video_id, round(media.duration, 3), media.width, media.height, media.has_audio,
+                             [rung.name for rung in rungs])
+        enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs)
+
+
+def rung_job_id(video_id: int, rung: str) -> str:
+    return f"video-{video_id}-{rung}"
+
+
+def thumbnail_job_id(video_id: int) -> str:
+    return f"video-{video_id}-thumbnail"
+
+
+def _enqueue_once(queue: Queue, job_id: str, function, **options) -> Job | None:
+    """Enqueue unless a job with this id is already waiting or running."""
+    existing = Job.fetch(job_id, connection=queue.connection) if Job.exists(job_id, queue.connection) else None
+    if existing is not None and existing.get_status(refresh=False) in PENDING:
+        return None
+    return queue.enqueue(function, job_id=job_id, retry=Retry(max=RETRIES),
+                         on_failure=Callback(report_final_failure), **options)
+
+
+def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.SourceMedia,
+                   rungs: list[ladder.Rendition]) -> list[Job]:
+    """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest."""
+    def rung_job(rendition: ladder.Rendition) -> Job | None:
+        return _enqueue_once(
+            queue, rung_job_id(video_id, rendition.name), transcode_rung,
+            args=(video_id, rendition.name), kwargs={
+                "source_path": str(source), "duration": media.duration, "fps": media.fps,
+                "has_audio": media.has_audio,
+            },
+            job_timeout=int(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
+        )
+
+    def thumbnail_job() -> Job | None:
+        return _enqueue_once(
+            queue, thumbnail_job_id(video_id), make_thumbnail, args=(video_id,),
+            kwargs={"source_path": str(source), "duration": media.duration},
+            job_timeout=THUMBNAIL_TIMEOUT_SECONDS,
+        )
+
+    jobs = [rung_job(rungs[0]), thumbnail_job()] + [rung_job(rendition) for rendition in rungs[1:]]
+    return [job for job in jobs if job is not None]
+
+
+def progress_reporter(catalog: CatalogClient, video_id: int, rung: str, duration: float):
+    throttle = Throttle()
+
+    def report(seconds: float) -> None:
+        percent = percent_done(seconds, duration)
+        if throttle.allows(percent):
+            catalog.report_progress(video_id, rung, percent)
+
+    return report
+
+
+def transcode_rung(video_id: int, rung: str, source_path: str, duration: float, fps: float,
+                   has_audio: bool) -> None:
+    """Encode one rung into a hidden directory, publish it, rewrite master.m3u8, report the rendition.
+
+    A rung that is already published is not encoded again: the job only makes sure the master lists it
+    and the catalog knows it (a retry after a crash between publishing and reporting converges).
+    """
+    _, catalog, directory = _context(video_id)
+    with stop_if_video_gone(video_id, directory):
+        catalog.video(video_id)
+        if not publish.is_published(directory, rung):
+            command = ffmpeg.rung_command(Path(source_path), ladder.rendition_named(rung), fps, has_audio)
+            with publish.staging_dir(directory, rung) as staged:
+                ffmpeg.run(command, cwd=staged, on_seconds=progress_reporter(catalog, video_id, rung, duration))
+                publish.publish_rung(staged, directory, rung)
+        published = {entry.name: entry for entry in publish.update_master(directory)}[rung]
+        catalog.report_rendition(video_id, rung, published.width, published.height, published.bandwidth)
+        log.info("rung published", extra={"fields": {"video_id": video_id, "rung": rung}})
+
+
+def make_thumbnail(video_id: int, source_path: str, duration: float) -> None:
+    """A JPEG of a representative frame at `hls/<id>/thumbnail.jpg`, replaced atomically."""
+    settings, catalog, directory = _context(video_id)
+    with stop_if_video_gone(video_id, directory):
+        catalog.video(video_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / publish.THUMBNAIL
+        staged = directory / f"{publish.TMP_PREFIX}thumbnail-{uuid.uuid4().hex}.jpg"
+        try:
+            # A seek past the last frame (a wrong container duration) yields nothing: fall back to the start.
+            for position in (duration * THUMBNAIL_POSITION, 0):
+                ffmpeg.run(ffmpeg.thumbnail_command(Path(source_path), staged, position))
+                if staged.is_file() and staged.stat().st_size:
+                    break
+            else:
+                raise ffmpeg.FFmpegError(0, "no frame could be decoded")
+            staged.chmod(0o644)
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
+        catalog.report_thumbnail(video_id, target.relative_to(settings.media_dir).as_posix())
+
+
+def failure_reason(job: Job, error: BaseException | None) -> str:
+    """What the uploader is told when a job has failed for good."""
+    what = f"Transcoding to {job.args[1]}" if job.func_name.endswith("transcode_rung") else "Processing"
+    if isinstance(error, ffmpeg.FFmpegError):
+        return f"{what} failed: {error.message}"
+    if isinstance(error, JobTimeoutException):
+        return f"{what} took too long."
+    if error is None or type(error).__name__ == "AbandonedJobError":
+        return f"{what} was interrupted {RETRIES + 1} times (the worker stopped)."
+    return f"{what} failed ({type(error).__name__})."
+
+
+def notify_failure(job: Job, error: BaseException | None) -> None:
+    """Tell the catalog about a job that rq will not retry any more (the thumbnail only gets logged)."""
+    video_id, reason = job.args[0], failure_reason(job, error)
+    log.error("job failed for good", extra={"fields": {"job_id": job.id, "reason": reason}})
+    if job.func_name.endswith("make_thumbnail"):
+        return
+    rung = job.args[1] if job.func_name.endswith("transcode_rung") else None
+    try:
+        _, catalog, _ = _context(video_id)
+        catalog.report_failed(video_id, reason, rung=rung)
+    except Exception as report_error:  # the job is already lost; do not hide why in a second traceback
+        log.error("could not report the failure",
+                  extra={"fields": {"video_id": video_id, "error": repr(report_error)}})
+
+
+def report_final_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:
+    """rq `on_failure` callback: runs on every failure, reports only when no retry is left."""
+    if not job.retries_left:
+        notify_failure(job, exc_value)

@@ -1,0 +1,72 @@
+"""The HLS ladder: which renditions exist, and which of them a given source gets.
+
+One declarative table; the ffmpeg argument builder (`ffmpeg.py`) turns a row into a command.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FIRST_CHOICE = "480p"  # the frontend's default player resolution: published first
+RUNG_NAME = re.compile(r"^([1-9][0-9]{1,3})p$")
+
+
+@dataclass(frozen=True)
+class Rendition:
+    name: str
+    height: int
+    video_kbps: int
+    maxrate_kbps: int
+    bufsize_kbps: int
+    audio_kbps: int
+    profile: str
+    timeout_factor: float  # job timeout = base + factor * source duration (seconds), generous for 2 busy cores
+
+
+RENDITIONS: tuple[Rendition, ...] = (
+    Rendition("360p", 360, 800, 856, 1200, 96, "main", 3),
+    Rendition("480p", 480, 1400, 1498, 2100, 128, "main", 4),
+    Rendition("720p", 720, 2800, 2996, 4200, 128, "high", 6),
+    Rendition("1080p", 1080, 5000, 5350, 7500, 192, "high", 10),
+)
+BY_NAME = {rendition.name: rendition for rendition in RENDITIONS}
+
+
+def small_source_rendition(height: int) -> Rendition:
+    """The single rung of a source lower than the lowest rung: its own (even) height, never upscaled.
+
+    Bitrates scale with the pixel count relative to 360p.
+    """
+    height = max(2, height - height % 2)
+    lowest = RENDITIONS[0]
+    scale = (height / lowest.height) ** 2
+
+    def kbps(value: int) -> int:
+        return max(64, round(value * scale))
+
+    return Rendition(f"{height}p", height, kbps(lowest.video_kbps), kbps(lowest.maxrate_kbps),
+                     kbps(lowest.bufsize_kbps), 64, lowest.profile, lowest.timeout_factor)
+
+
+def choose_rungs(source_height: int) -> list[Rendition]:
+    """The rungs for a source, in the order their jobs are enqueued.
+
+    Every rung up to the source height (none above it); the frontend's default 480p comes first (or the
+    highest allowed rung if the source is lower), then the rest from small to large, so the cheap ones
+    land early. A source below 360p gets one rung at its own height.
+    """
+    allowed = [rendition for rendition in RENDITIONS if rendition.height <= source_height]
+    if not allowed:
+        return [small_source_rendition(source_height)]
+    first = BY_NAME[FIRST_CHOICE] if BY_NAME[FIRST_CHOICE] in allowed else allowed[-1]
+    return [first] + [rendition for rendition in allowed if rendition is not first]
+
+
+def rendition_named(name: str) -> Rendition:
+    """The rendition of a rung name: a table row, or the `<height>p` rung of a small source."""
+    if name in BY_NAME:
+        return BY_NAME[name]
+    match = RUNG_NAME.match(name)
+    if not match or int(match.group(1)) >= RENDITIONS[0].height:
+        raise ValueError(f"unknown rung {name!r}")
+    return small_source_rendition(int(match.group(1)))

@@ -1,0 +1,64 @@
+"""The ffmpeg/ffprobe argument builder, tested as data."""
+from pathlib import Path
+
+import pytest
+
+from services.transcoder.ffmpeg import gop_frames, probe_command, rung_command, thumbnail_command
+from services.transcoder.ladder import BY_NAME, small_source_rendition
+
+SOURCE = Path("/media/originals/7/clip.mp4")
+HEAD = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
+        "-i", "/media/originals/7/clip.mp4"]
+HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags", "independent_segments",
+       "-hls_segment_filename", "segment_%03d.ts", "index.m3u8"]
+
+
+def video(height, profile, rate, maxrate, bufsize, gop):
+    return ["-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", profile,
+            "-pix_fmt", "yuv420p", "-b:v", rate, "-maxrate", maxrate, "-bufsize", bufsize,
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+
+
+@pytest.mark.parametrize("rung, expected_video, audio_rate", [
+    ("360p", video(360, "main", "800k", "856k", "1200k", "50"), "96k"),
+    ("480p", video(480, "main", "1400k", "1498k", "2100k", "50"), "128k"),
+    ("720p", video(720, "high", "2800k", "2996k", "4200k", "50"), "128k"),
+    ("1080p", video(1080, "high", "5000k", "5350k", "7500k", "50"), "192k"),
+])
+def test_rung_with_audio(rung, expected_video, audio_rate):
+    assert rung_command(SOURCE, BY_NAME[rung], fps=25, has_audio=True) == [
+        *HEAD, "-map", "0:v:0", "-map", "0:a:0", *expected_video,
+        "-c:a", "aac", "-b:a", audio_rate, "-ac", "2", *HLS,
+    ]
+
+
+def test_rung_without_audio_maps_no_audio_stream():
+    assert rung_command(SOURCE, BY_NAME["480p"], fps=30, has_audio=False) == [
+        *HEAD, "-map", "0:v:0", *video(480, "main", "1400k", "1498k", "2100k", "60"), *HLS,
+    ]
+
+
+def test_small_source_rung():
+    command = rung_command(SOURCE, small_source_rendition(240), fps=24, has_audio=True)
+    assert command == [
+        *HEAD, "-map", "0:v:0", "-map", "0:a:0", *video(240, "main", "356k", "380k", "533k", "48"),
+        "-c:a", "aac", "-b:a", "64k", "-ac", "2", *HLS,
+    ]
+
+
+@pytest.mark.parametrize("fps, frames", [(25, 50), (29.97, 60), (60, 120), (23.976, 48), (0.2, 1)])
+def test_keyframe_every_two_seconds(fps, frames):
+    assert gop_frames(fps) == frames
+
+
+def test_thumbnail_command():
+    assert thumbnail_command(SOURCE, Path("/media/hls/7/.tmp-thumbnail-x.jpg"), 0.9) == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-ss", "0.900",
+        "-i", "/media/originals/7/clip.mp4", "-map", "0:v:0", "-frames:v", "1",
+        "-vf", "scale=-2:'min(ih,480)'", "-q:v", "3", "-f", "image2", "-y", "/media/hls/7/.tmp-thumbnail-x.jpg",
+    ]
+
+
+def test_probe_command():
+    assert probe_command(SOURCE) == ["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                                     "-show_streams", "/media/originals/7/clip.mp4"]

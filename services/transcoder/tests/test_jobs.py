@@ -1,0 +1,195 @@
+"""The rq jobs against real Redis and real ffmpeg, reporting to a stand-in catalog over real HTTP.
+
+The stand-in only records what the transcoder sends (the catalog's own tests cover the catalog).
+Redis: TRANSCODER_TEST_REDIS_URL, default db 14 of the local server, flushed by these tests.
+"""
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from services.transcoder import jobs
+from services.transcoder.ladder import BY_NAME
+from services.transcoder.probe import SourceMedia, probe_source
+
+TOKEN = "unit-test-service-token"
+REDIS_URL = os.environ.get("TRANSCODER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+class StandInCatalog(ThreadingHTTPServer):
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), CatalogHandler)
+        self.calls: list[tuple[str, str, dict | None]] = []
+        self.gone: set[int] = set()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def posted(self, video_id, action):
+        return [body for method, path, body in self.calls
+                if method == "POST" and path == f"/internal/videos/{video_id}/{action}"]
+
+
+class CatalogHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, method):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(401, {"detail": "bad service token"})
+        self.server.calls.append((method, self.path, body))
+        video_id = int(self.path.split("/")[3])
+        if video_id in self.server.gone:
+            return self._send(404, {"detail": "Not found."})
+        self._send(200, {"id": video_id})
+
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer("GET")
+
+    def do_POST(self):
+        self._answer("POST")
+
+
+@pytest.fixture
+def catalog():
+    server = StandInCatalog()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def redis():
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, catalog, redis):
+    token_file = tmp_path / "service_token"
+    token_file.write_text(TOKEN + "\n")
+    media_dir = tmp_path / "media"
+    for key, value in {"CATALOG_URL": catalog.url, "MEDIA_DIR": str(media_dir), "REDIS_URL": REDIS_URL,
+                       "SERVICE_TOKEN_FILE": str(token_file)}.items():
+        monkeypatch.setenv(key, value)
+    return media_dir
+
+
+def upload(media_dir, video_id, source):
+    original = media_dir / "originals" / str(video_id) / source.name
+    original.parent.mkdir(parents=True)
+    original.write_bytes(source.read_bytes())
+    return original
+
+
+def run_queue(redis):
+    SimpleWorker([Queue(jobs.QUEUE, connection=redis)], connection=redis).work(burst=True)
+
+
+def test_unusable_upload_is_reported_failed_and_kept(env, catalog, redis, text_as_mp4):
+    original = upload(env, 3, text_as_mp4)
+    jobs.prepare_video(3, source_path=f"originals/3/{original.name}")
+    [failed] = catalog.posted(3, "failed")
+    assert failed["reason"].startswith("The file is not a video that can be read (")
+    assert catalog.posted(3, "probe") == []
+    assert Queue(jobs.QUEUE, connection=redis).count == 0
+    assert original.read_bytes() == text_as_mp4.read_bytes()
+
+
+def test_missing_original_is_reported_failed(env, catalog):
+    jobs.prepare_video(4, source_path="originals/4/nothing.mp4")
+    assert catalog.posted(4, "failed") == [{"reason": "The uploaded file is missing."}]
+
+
+def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, catalog, redis, make_clip, media):
+    source = make_clip(media / "clip-480p-audio.mp4", 854, 480, 2)
+    original = upload(env, 5, source)
+    jobs.prepare_video(5, source_path=str(original))  # an absolute path works too
+
+    [probe] = catalog.posted(5, "probe")
+    assert probe == {"duration": pytest.approx(2.0, abs=0.1), "width": 854, "height": 480,
+                     "has_audio": True, "rungs": ["480p", "360p"]}
+    queue = Queue(jobs.QUEUE, connection=redis)
+    assert queue.job_ids == ["video-5-480p", "video-5-thumbnail", "video-5-360p"]
+    first = queue.fetch_job("video-5-480p")
+    assert (first.args, first.kwargs["has_audio"], first.retries_left) == ((5, "480p"), True, jobs.RETRIES)
+    assert first.timeout == int(120 + 4 * probe_source(original).duration)
+
+    jobs.prepare_video(5, source_path=str(original))  # a repeated prepare adds no duplicate jobs
+    assert queue.job_ids == ["video-5-480p", "video-5-thumbnail", "video-5-360p"]
+
+    run_queue(redis)
+    renditions = catalog.posted(5, "renditions")
+    assert [(r["rung"], r["width"], r["height"]) for r in renditions] == [("480p", 854, 480), ("360p", 640, 360)]
+    assert all(r["bandwidth"] > 100_000 for r in renditions)
+    assert catalog.posted(5, "thumbnail") == [{"path": "hls/5/thumbnail.jpg"}]
+    progress = catalog.posted(5, "progress")
+    assert {body["rung"] for body in progress} == {"480p", "360p"}
+    assert all(0 <= body["percent"] <= 100 for body in progress)
+
+    video = env / "hls" / "5"
+    assert sorted(p.name for p in video.iterdir()) == [".lock", "360p", "480p", "master.m3u8", "thumbnail.jpg"]
+    master = (video / "master.m3u8").read_text()
+    assert master.index("360p/index.m3u8") < master.index("480p/index.m3u8")
+    assert "RESOLUTION=854x480," in master and 'mp4a.40.2"' in master
+    assert (video / "thumbnail.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert original.exists()
+
+
+def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, clip_360p):
+    original = upload(env, 6, clip_360p)
+    media = probe_source(original)
+    arguments = dict(source_path=str(original), duration=media.duration, fps=media.fps, has_audio=True)
+    jobs.transcode_rung(6, "360p", **arguments)
+    segment = env / "hls" / "6" / "360p" / "segment_000.ts"
+    before = segment.stat()
+
+    jobs.transcode_rung(6, "360p", **arguments)
+    after = segment.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert len(catalog.posted(6, "renditions")) == 2
+    assert catalog.posted(6, "renditions")[0] == catalog.posted(6, "renditions")[1]
+
+
+def test_video_deleted_meanwhile_stops_quietly_and_leaves_nothing(env, catalog, redis, clip_360p):
+    original = upload(env, 8, clip_360p)
+    catalog.gone.add(8)
+    jobs.transcode_rung(8, "360p", source_path=str(original), duration=2.0, fps=25.0, has_audio=True)
+    jobs.make_thumbnail(8, source_path=str(original), duration=2.0)
+    jobs.prepare_video(8, source_path=str(original))
+    assert [call[0] for call in catalog.calls] == ["GET", "GET", "GET"]
+    assert not (env / "hls" / "8").exists()
+    assert Queue(jobs.QUEUE, connection=redis).count == 0
+
+
+def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog, redis, text_as_mp4):
+    original = upload(env, 9, text_as_mp4)
+    media = SourceMedia(duration=2.0, width=640, height=360, fps=25.0, has_audio=True)
+    queue = Queue(jobs.QUEUE, connection=redis)
+    jobs.enqueue_ladder(queue, 9, original, media, [BY_NAME["360p"]])
+    run_queue(redis)
+    attempts = [call for call in catalog.calls if call[:2] == ("GET", "/internal/videos/9")]
+    assert len(attempts) == 2 * (jobs.RETRIES + 1)  # the rung and the thumbnail, each tried four times
+    [failed] = catalog.posted(9, "failed")
+    assert failed["rung"] == "360p"
+    assert failed["reason"].startswith("Transcoding to 360p failed: ") and "Invalid data" in failed["reason"]
+    assert sorted(p.name for p in (env / "hls" / "9").iterdir()) == []

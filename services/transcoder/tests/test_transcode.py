@@ -1,0 +1,81 @@
+"""Real transcodes with ffmpeg: one rung end to end, the shared GOP, no audio, a failing input."""
+import json
+import subprocess
+
+import pytest
+
+from services.transcoder import ffmpeg, publish
+from services.transcoder.ladder import BY_NAME, small_source_rendition
+from services.transcoder.probe import probe_output, probe_source
+
+
+def keyframe_times(path) -> list[float]:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries",
+         "frame=pts_time", "-print_format", "json", str(path)], capture_output=True, text=True, check=True)
+    return [round(float(frame["pts_time"]), 2) for frame in json.loads(result.stdout)["frames"]]
+
+
+def transcode(source, video, rendition, on_seconds=None):
+    media = probe_source(source)
+    command = ffmpeg.rung_command(source, rendition, media.fps, media.has_audio)
+    with publish.staging_dir(video, rendition.name) as staged:
+        ffmpeg.run(command, cwd=staged, on_seconds=on_seconds)
+        assert publish.publish_rung(staged, video, rendition.name)
+
+
+def test_360p_rung_of_a_2_second_clip(tmp_path, clip_360p):
+    video = tmp_path / "hls" / "1"
+    seen = []
+
+    def on_seconds(seconds):
+        seen.append(seconds)
+        assert not (video / "360p").exists()  # nothing is visible while ffmpeg writes
+        assert publish.published_rungs(video) == []
+
+    transcode(clip_360p, video, BY_NAME["360p"], on_seconds)
+    assert seen and seen[-1] == pytest.approx(2.0, abs=0.1)
+    assert sorted(p.name for p in (video / "360p").iterdir()) == ["index.m3u8", "segment_000.ts"]
+    playlist = (video / "360p" / "index.m3u8").read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist and "\nsegment_000.ts\n" in playlist
+    assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
+    segment = probe_output(video / "360p" / "segment_000.ts")
+    assert (segment.width, segment.height, segment.video_codec, segment.video_profile, segment.audio_codec) == (
+        640, 360, "h264", "Main", "aac")
+
+    [rung] = publish.update_master(video)
+    size = (video / "360p" / "segment_000.ts").stat().st_size
+    assert (rung.name, rung.width, rung.height) == ("360p", 640, 360)
+    assert rung.bandwidth == rung.average_bandwidth == pytest.approx(size * 8 / 2.0, rel=0.05)
+    assert (video / "master.m3u8").read_text() == publish.master_playlist([rung])
+    assert f'RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"\n360p/index.m3u8\n' in (
+        video / "master.m3u8").read_text()
+
+
+def test_keyframe_every_two_seconds_and_4_second_segments(tmp_path, make_clip):
+    source = make_clip(tmp_path / "five.mp4", 320, 180, 5, rate=30)
+    video = tmp_path / "hls" / "2"
+    transcode(source, video, small_source_rendition(180))
+    rung = video / "180p"
+    assert publish.playlist_segments(rung / "index.m3u8") == [(4.0, "segment_000.ts"), (1.0, "segment_001.ts")]
+    keyframes = keyframe_times(rung / "segment_000.ts")  # MPEG-TS timestamps start at an offset
+    assert [round(time - keyframes[0], 2) for time in keyframes] == [0.0, 2.0]
+    assert probe_output(rung / "segment_000.ts").height == 180
+
+
+def test_source_without_audio_gives_video_only_rung(tmp_path, clip_480p_silent):
+    video = tmp_path / "hls" / "3"
+    transcode(clip_480p_silent, video, BY_NAME["480p"])
+    segment = probe_output(video / "480p" / "segment_000.ts")
+    assert (segment.width, segment.height, segment.audio_codec) == (854, 480, None)
+    [rung] = publish.update_master(video)
+    assert rung.codecs == "avc1.4d401e"  # Main, level 3.0: x264 picks the level from size and rate
+
+
+def test_unreadable_input_raises_with_ffmpeg_message_and_publishes_nothing(tmp_path, text_as_mp4):
+    video = tmp_path / "hls" / "4"
+    command = ffmpeg.rung_command(text_as_mp4, BY_NAME["360p"], 25, True)
+    with pytest.raises(ffmpeg.FFmpegError, match="Invalid data found"):
+        with publish.staging_dir(video, "360p") as staged:
+            ffmpeg.run(command, cwd=staged)
+    assert list(video.iterdir()) == []

@@ -1,0 +1,126 @@
+"""The worker process: dead workers' jobs are taken over, a killed worker leaves no orphan behind, and
+SIGTERM lets the current job finish. Real worker processes on real Redis (db 14, see test_jobs.py)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue, Retry, Worker
+from rq.job import JobStatus
+
+from services.transcoder.jobs import QUEUE
+from services.transcoder.worker import process_alive, worker_is_dead
+
+REPO = Path(__file__).resolve().parents[3]
+REDIS_URL = os.environ.get("TRANSCODER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@pytest.fixture
+def redis():
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def start_worker():
+    started = []
+
+    def start() -> subprocess.Popen:
+        env = {**os.environ, "REDIS_URL": REDIS_URL, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+        process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
+                                   start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for(condition, timeout=20.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_process_alive():
+    assert process_alive(os.getpid())
+    assert not process_alive(dead_pid())
+    zombie = subprocess.Popen(["true"])
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    assert not process_alive(zombie.pid)
+    zombie.wait()
+
+
+def registered_worker(redis, pid, hostname=None) -> Worker:
+    worker = Worker([Queue(QUEUE, connection=redis)], connection=redis)
+    worker.pid, worker.hostname = pid, hostname or worker.hostname
+    worker.register_birth()
+    return worker
+
+
+def test_worker_is_dead(redis):
+    me = registered_worker(redis, os.getpid())
+    assert not worker_is_dead(me.name, me)
+    assert not worker_is_dead(registered_worker(redis, os.getppid()).name, me)
+    assert worker_is_dead(registered_worker(redis, dead_pid()).name, me)
+    assert worker_is_dead("never-registered", me)
+    assert not worker_is_dead(registered_worker(redis, dead_pid(), hostname="elsewhere").name, me)
+    restarted_container = registered_worker(redis, os.getpid())  # same pid, other name: the old one died
+    assert worker_is_dead(restarted_container.name, me) is False or restarted_container.name == me.name
+    assert worker_is_dead(me.name, registered_worker(redis, os.getpid()))
+
+
+def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(redis, start_worker):
+    queue = Queue(QUEUE, connection=redis)
+    first = start_worker()
+    job = queue.enqueue("time.sleep", 3, job_id="sleepy", retry=Retry(max=1))
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    horse = wait_for(lambda: children(first.pid))[0]
+    second = start_worker()
+    wait_for(lambda: len(Worker.all(connection=redis)) == 2)
+    time.sleep(1)  # the second worker has done its start-up maintenance while the first was alive
+
+    first.kill()
+    first.wait()
+    wait_for(lambda: not process_alive(horse), timeout=5)  # no orphan keeps working on the job
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    job.refresh()
+    assert job.retries_left == 0
+    assert job.worker_name == Worker.find_by_key(f"rq:worker:{job.worker_name}", redis).name
+    assert second.poll() is None
+
+
+def test_sigterm_lets_the_current_job_finish(redis, start_worker):
+    queue = Queue(QUEUE, connection=redis)
+    worker = start_worker()
+    job = queue.enqueue("time.sleep", 2, job_id="finish-me")
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    assert job.get_status(refresh=True) == JobStatus.FINISHED

@@ -1,0 +1,389 @@
+"""The gateway (nginx + jwt.js) in the running test stack: token check, segments, CORS, limits, errors.
+
+Tokens are minted here with the test stack's own private key, so every forged variant differs from a
+valid one in exactly the property under test. Segment tests publish a tiny fake HLS tree on disk.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import random
+import shutil
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
+
+ORIGIN = "http://127.0.0.1:5500"
+SEGMENT_BYTES = bytes(range(256)) * 8
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def keys(stack_env):
+    directory = Path(stack_env["KEYS_DIR"])
+    return {"private": (directory / "jwt_private.pem").read_text(),
+            "public": (directory / "jwt_public.pem").read_text()}
+
+
+@pytest.fixture(scope="module")
+def mint(keys):
+    """mint(**claims) -> a valid access token, claims overriding (None removes a claim)."""
+    def factory(key: str | None = None, algorithm: str = "RS256", headers: dict | None = None, **claims):
+        now = int(time.time())
+        payload = {"sub": "42", "type": "access", "jti": "t" + str(random.random()), "iat": now,
+                   "exp": now + 600, "csrf": "x"}
+        payload.update(claims)
+        payload = {name: value for name, value in payload.items() if value is not None}
+        return jwt.encode(payload, key or keys["private"], algorithm=algorithm, headers=headers)
+    return factory
+
+
+def raw_token(header: dict, payload: dict, signature: bytes) -> str:
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()),
+                     b64url(signature)])
+
+
+@pytest.fixture
+def video(stack_env):
+    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8). Yields the id."""
+    video_id = str(random.randint(10**12, 10**13))
+    rung = Path(stack_env["MEDIA_DIR"]) / "hls" / video_id / "480p"
+    rung.mkdir(parents=True)
+    (rung / "segment_000.ts").write_bytes(SEGMENT_BYTES)
+    (rung / "index.m3u8").write_text("#EXTM3U\n")
+    yield video_id
+    shutil.rmtree(rung.parent)
+
+
+def source_address(client) -> str:
+    return client.get_adapter("http://").address
+
+
+def raw_get(gateway_url: str, path: str, client, headers: dict | None = None, method: str = "GET"):
+    """Send `path` byte for byte (requests would normalise dot segments and encodings)."""
+    url = urlsplit(gateway_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10,
+                                            source_address=(source_address(client), 0))
+    connection.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in (headers or {}).items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response, body
+
+
+def assert_json_error(response: requests.Response, status: int):
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert isinstance(response.json()["detail"], str)
+
+
+def test_healthz(gateway_url):
+    response = requests.get(f"{gateway_url}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response.headers["Server"] == "nginx"  # server_tokens off: no version
+
+
+# --- segments: served by nginx from MEDIA_DIR after the token check -----------------------------------
+
+def test_segment_served_from_disk(client, mint, video):
+    client.cookies.set("access_token", mint())
+    response = client.get(f"video/{video}/480p/segment_000.ts")
+    assert response.status_code == 200
+    assert response.content == SEGMENT_BYTES
+    assert response.headers["Content-Type"] == "video/MP2T"
+    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert response.headers["Accept-Ranges"] == "bytes"
+
+
+def test_segment_with_trailing_slash_is_not_redirected(client, mint, video):
+    client.cookies.set("access_token", mint())
+    response = client.get(f"video/{video}/480p/segment_000.ts/", allow_redirects=False)
+    assert response.status_code == 200
+    assert response.content == SEGMENT_BYTES
+    assert response.headers["Content-Type"] == "video/MP2T"
+
+
+def test_segment_byte_range(client, mint, video):
+    client.cookies.set("access_token", mint())
+    response = client.get(f"video/{video}/480p/segment_000.ts", headers={"Range": "bytes=100-199"})
+    assert response.status_code == 206
+    assert response.content == SEGMENT_BYTES[100:200]
+    assert response.headers["Content-Range"] == f"bytes 100-199/{len(SEGMENT_BYTES)}"
+
+
+@pytest.mark.parametrize("path", [
+    "video/{id}/480p/segment_001.ts",      # not written
+    "video/{id}/720p/segment_000.ts",      # rung not published
+    "video/1{id}/480p/segment_000.ts",     # unknown video
+    "video/{id}/240p/segment_000.ts",      # not a rung
+    "video/{id}/480p/segment_00.ts",       # not a segment name
+    "video/{id}/480p/segment_000.TS",
+    "video/{id}/480p/index.ts",
+    "video/{id}/480p/",
+    "video/{id}/480p",
+    "video/0{id}/480p/segment_000.ts",     # ids have no leading zero
+    "video/abc/",
+    "video/{id}/comments/",
+])
+def test_unknown_video_paths_are_404_json(client, mint, video, path):
+    client.cookies.set("access_token", mint())
+    assert_json_error(client.get(path.format(id=video)), 404)
+
+
+TRAVERSALS = [
+    "/api/video/{id}/480p/../../{id}/480p/segment_000.ts",
+    "/api/video/{id}/480p/..%2f..%2f..%2fkeys%2fjwt_private.pem",
+    "/api/video/{id}/480p/%2e%2e/%2e%2e/%2e%2e/keys/jwt_private.pem",
+    "/api/video/{id}/480p/%2E%2E/index.m3u8",
+    "/api/video/{id}/%252e%252e/480p/segment_000.ts",
+    "/api/video/{id}/480p/segment_000.ts%00.jpg",
+    "/api/video/{id}/480p/segment_000.ts/..",
+    "/api/video/{id}/480p//segment_000.ts",
+    "/api/video/{id}/480p/..\\..\\..\\keys\\jwt_private.pem",
+    "/api/video/{id}/480p/%5c..%5c..%5ckeys",
+    "/api/video/{id}/480p/%2fetc%2fpasswd",
+    "/api/video/{id}/./480p/segment_000.ts",
+    "/api/video//etc/passwd",
+    "/_media/hls/{id}/480p/segment_000.ts",
+    "/_media/../keys/jwt_private.pem",
+    "/hls/{id}/480p/segment_000.ts",
+    "/../../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_traversal_and_encoding_tricks_are_refused(gateway_url, client, mint, video, path):
+    response, body = raw_get(gateway_url, path.format(id=video), client,
+                             {"Host": "127.0.0.1", "Cookie": f"access_token={mint()}"})
+    assert response.status in (400, 404), (response.status, body[:200])
+    assert response.getheader("Content-Type").startswith("application/json")
+    assert json.loads(body)["detail"]
+    assert b"PRIVATE KEY" not in body and SEGMENT_BYTES[:64] not in body
+
+
+def test_internal_api_is_never_routed(client):
+    for path in ("/internal/videos/1", "/internal/videos/1/probe", "/openapi/openapi.json"):
+        assert_json_error(client.get(path), 404)
+    assert_json_error(client.post("/internal/videos/1/failed", json={"reason": "x"}), 404)
+
+
+# --- the token check: every video route, before any service sees the request -------------------------
+
+def forged_tokens(mint, keys):
+    now = int(time.time())
+    claims = {"sub": "42", "type": "access", "iat": now, "exp": now + 600, "jti": "j", "csrf": "x"}
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    hs256_header = {"alg": "HS256", "typ": "JWT"}
+    hs256_input = f"{b64url(json.dumps(hs256_header).encode())}.{b64url(json.dumps(claims).encode())}"
+    hs256 = hmac.new(keys["public"].encode(), hs256_input.encode(), hashlib.sha256).digest()
+    valid = mint()
+    header, payload, signature = valid.split(".")
+    tampered = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    tampered["sub"] = "1"
+    return {
+        "garbage": "not-a-token",
+        "empty parts": "..",
+        "three garbage parts": "a.b.c",
+        "expired": mint(exp=now - 5, iat=now - 700),
+        "no exp": mint(exp=None),
+        "exp not a number": mint(exp=str(now + 600)),
+        "not yet valid": mint(nbf=now + 3600),
+        "issued in the future": mint(iat=now + 3600),
+        "other key": mint(key=other_key.decode()),
+        "alg none": raw_token({"alg": "none", "typ": "JWT"}, claims, b""),
+        "alg none with signature": raw_token({"alg": "none"}, claims, b"sig"),
+        "HS256 with the public key as secret": f"{hs256_input}.{b64url(hs256)}",
+        "RS512": mint(algorithm="RS512"),
+        "refresh token": mint(type="refresh"),
+        "no type": mint(type=None),
+        "no sub": mint(sub=None),
+        "numeric sub": mint(sub=42),
+        "sub with a newline": mint(sub="42\nX-Admin: 1"),
+        "tampered claims": f"{header}.{b64url(json.dumps(tampered).encode())}.{signature}",
+        "truncated signature": valid[:-10],
+        "critical header": mint(headers={"crit": ["exp"]}),
+    }
+
+
+@pytest.mark.parametrize("route", ["video/", "video/{id}/", "video/{id}/480p/index.m3u8",
+                                   "video/{id}/master.m3u8", "video/{id}/thumbnail.jpg",
+                                   "video/{id}/480p/segment_000.ts", "video/{id}/480p/segment_000.ts/"])
+def test_forged_tokens_get_401_json(make_client, mint, keys, video, route):
+    for name, token in forged_tokens(mint, keys).items():
+        attacker = make_client()
+        attacker.cookies.set("access_token", token)
+        response = attacker.get(route.format(id=video), headers={"Origin": ORIGIN})
+        assert response.status_code == 401, (name, response.status_code, response.text)
+        assert response.json() == {"detail": "Authentication credentials were not provided or are invalid."}
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN, name
+        assert SEGMENT_BYTES[:64] not in response.content
+
+
+@pytest.mark.parametrize("method, route", [("GET", "video/"), ("GET", "video/1/"), ("DELETE", "video/1/"),
+                                           ("POST", "video/upload/"), ("GET", "video/1/master.m3u8")])
+def test_video_routes_without_cookie_get_401(client, method, route):
+    response = client.request(method, route, headers={"X-User-Id": "1"})
+    assert_json_error(response, 401)
+
+
+def test_verified_token_is_cached_only_until_it_expires(client, mint, video):
+    client.cookies.set("access_token", mint(exp=int(time.time()) + 3))
+    for _ in range(3):
+        assert client.get(f"video/{video}/480p/segment_000.ts").status_code == 200
+    time.sleep(4.5)
+    assert_json_error(client.get(f"video/{video}/480p/segment_000.ts"), 401)
+
+
+def test_logged_in_user_lists_videos(logged_in_client):
+    response = logged_in_client.get("video/", headers={"Origin": ORIGIN, "X-User-Id": "1"})
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json(), list)
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+# --- CORS -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["login/", "register/", "logout/", "video/upload/", "video/",
+                                   "video/1/480p/segment_000.ts"])
+def test_preflight_is_answered_by_the_gateway(client, route):
+    response = client.options(route, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-csrftoken"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    methods = {m.strip() for m in response.headers["Access-Control-Allow-Methods"].split(",")}
+    assert {"GET", "POST", "DELETE"} <= methods
+    allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"content-type", "x-csrftoken"} <= allowed
+    assert "Origin" in response.headers["Vary"]
+
+
+def test_cors_on_success_and_error(client, mint, video):
+    client.cookies.set("access_token", mint())
+    for path, status in [(f"video/{video}/480p/segment_000.ts", 200), (f"video/{video}/480p/segment_009.ts", 404),
+                         ("nothing-here/", 404)]:
+        response = client.get(path, headers={"Origin": "http://localhost:5500"})
+        assert response.status_code == status
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:5500"
+        assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    response = client.post("login/", json={"email": "not-an-email", "password": "x"}, headers={"Origin": ORIGIN})
+    assert response.status_code == 400
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers.get("Access-Control-Allow-Origin", "") .count(ORIGIN) == 1
+
+
+def test_other_origins_get_no_cors(client):
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:5500.evil.example"):
+        response = client.options("login/", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+# --- rate limits ------------------------------------------------------------------------------------
+
+def test_login_brute_force_gets_429(client, make_client, mail):
+    address = register_and_activate(client, mail)
+    attacker = make_client()
+    statuses = [attacker.post("login/", json={"email": address, "password": f"guess-{n}"},
+                              headers={"Origin": ORIGIN}) for n in range(60)]
+    limited = [response for response in statuses if response.status_code == 429]
+    assert limited, [response.status_code for response in statuses]
+    assert all(response.status_code in (400, 401, 429) for response in statuses)
+    assert limited[-1].json() == {"detail": "Too many requests. Please try again later."}
+    assert limited[-1].headers["Access-Control-Allow-Origin"] == ORIGIN
+    # Another address is not affected.
+    login(make_client(), address)
+
+
+@pytest.mark.parametrize("route, body", [
+    ("register/", {"email": "x", "password": "x", "confirmed_password": "y"}),
+    ("password_reset/", {"email": "nobody@example.com"}),
+    ("activation/resend/", {"email": "nobody@example.com"}),
+])
+def test_account_routes_are_rate_limited(client, route, body):
+    statuses = {client.post(route, json=body).status_code for _ in range(60)}
+    assert 429 in statuses
+
+
+# --- headers, sizes, errors -------------------------------------------------------------------------
+
+def test_request_id_is_created_echoed_and_sanitised(client):
+    created = client.get("video/")
+    assert len(created.headers["X-Request-Id"]) == 32
+    echoed = client.post("login/", json={}, headers={"X-Request-Id": "trace-123.abc"})
+    assert echoed.headers["X-Request-Id"] == "trace-123.abc"
+    assert "," not in echoed.headers["X-Request-Id"]  # the upstream's copy is not added twice
+    replaced = client.get("video/", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert replaced.headers["X-Request-Id"] != "bad id\twith spaces"
+    assert len(replaced.headers["X-Request-Id"]) == 32
+
+
+def test_json_bodies_over_1_mb_get_413(client):
+    response = client.post("login/", data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+                           headers={"Content-Type": "application/json"})
+    assert_json_error(response, 413)
+
+
+def test_upload_over_the_limit_gets_413(gateway_url, client, stack_env, mint):
+    too_big = int(stack_env.get("MAX_UPLOAD_BYTES", 2 * 1024**3)) + 2 * 1024 * 1024
+    response, body = raw_get(gateway_url, "/api/video/upload/", client, method="POST", headers={
+        "Host": "127.0.0.1", "Cookie": f"access_token={mint()}", "Content-Length": str(too_big),
+        "Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status == 413
+    assert json.loads(body) == {"detail": "Request body too large."}
+
+
+def test_methods_nginx_refuses_get_json(client, mint, video):
+    client.cookies.set("access_token", mint())
+    assert_json_error(client.put(f"video/{video}/480p/segment_000.ts", data=b"x"), 405)
+    assert_json_error(client.request("TRACE", "login/"), 405)
+
+
+def test_unknown_pages_are_404_json(client):
+    assert_json_error(client.get("/no/such/page.html"), 404)
+    assert_json_error(client.get("/assets/none/app.js"), 404)
+
+
+def test_web_app_is_served_with_cache_headers(client, stack_env):
+    frontend = Path(stack_env["FRONTEND_DIR"])
+    if not (frontend / "index.html").exists():
+        pytest.skip("the web app is not built")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Cache-Control"] == "no-cache"
+    asset = next(path for path in (frontend / "assets").rglob("*.css"))
+    response = client.get("/" + asset.relative_to(frontend).as_posix())
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+def test_slow_headers_are_cut_off(gateway_url):
+    url = urlsplit(gateway_url)
+    with socket.create_connection((url.hostname, url.port), timeout=20) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert connection.recv(1024) == b""  # closed by the server, nothing answered
+        assert time.monotonic() - started < 15

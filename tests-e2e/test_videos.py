@@ -1,0 +1,156 @@
+"""Uploading, listing, inspecting and deleting videos through the gateway (catalog + streamer)."""
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import login, register_and_activate
+
+FORM = {"title": "E2E clip", "description": "A generated test clip", "category": "Testing"}
+READY_TIMEOUT = 180
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """A 2-second 320x240 H.264/AAC clip."""
+    path = tmp_path_factory.mktemp("clips") / "tiny clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi",
+         "-i", "sine=frequency=440", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-shortest", str(path)],
+        check=True)
+    return path
+
+
+def upload(client, clip: Path, **overrides):
+    with open(clip, "rb") as handle:
+        return client.post("video/upload/", data={**FORM, **overrides}, files={"file": (clip.name, handle)})
+
+
+def multipart(file_size: int) -> tuple[bytes, str]:
+    """A complete upload body whose file part has `file_size` bytes."""
+    boundary = uuid.uuid4().hex
+    fields = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                      for name, value in FORM.items())
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n'.encode()
+    return fields + head + bytes(file_size) + f"\r\n--{boundary}--\r\n".encode(), boundary
+
+
+def wait_until_ready(client, video_id: int) -> dict:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        detail = client.get(f"video/{video_id}/").json()
+        assert detail["status"] != "failed", detail
+        if detail["status"] == "ready":
+            return detail
+        time.sleep(0.5)
+    raise AssertionError(f"video {video_id} not ready after {READY_TIMEOUT}s: {detail}")
+
+
+def listed_ids(client) -> list[int]:
+    response = client.get("video/")
+    assert response.status_code == 200
+    return [item["id"] for item in response.json()]
+
+
+@pytest.fixture
+def other_client(make_client, mail):
+    other = make_client()
+    login(other, register_and_activate(other, mail))
+    return other
+
+
+def test_upload_needs_login(client, clip):
+    response = upload(client, clip)
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_upload_needs_the_csrf_header(logged_in_client, clip):
+    with open(clip, "rb") as handle:
+        response = logged_in_client.post("video/upload/", data=FORM, files={"file": (clip.name, handle)},
+                                         csrf=False)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "CSRF token missing or incorrect."}
+
+
+def test_missing_fields_are_400_field_errors(logged_in_client, clip):
+    response = logged_in_client.post("video/upload/", data={"title": "only a title"})
+    assert response.status_code == 400
+    assert set(response.json()) == {"file", "description", "category"}
+    response = upload(logged_in_client, clip, category="")
+    assert response.status_code == 400
+    assert list(response.json()) == ["category"]
+
+
+def test_oversize_upload_is_413(logged_in_client, stack_env):
+    limit = int(stack_env["MAX_UPLOAD_BYTES"])
+    for file_size in (limit + 1, limit + 2 * 1024 * 1024):  # refused by the catalog, then by the gateway
+        body, boundary = multipart(file_size)
+        response = logged_in_client.post("video/upload/", data=body, timeout=120,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert response.status_code == 413, file_size
+        assert response.json() == {"detail": "Request body too large."}
+    uploads = Path(stack_env["MEDIA_DIR"]) / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+
+
+def test_upload_shows_progress_then_plays_and_is_listed(logged_in_client, other_client, clip, stack_env,
+                                                        gateway_url):
+    client = logged_in_client
+    response = upload(client, clip)
+    assert response.status_code == 201, response.text
+    video = response.json()
+    video_id = video["id"]
+    assert video["status"] in {"queued", "processing"}
+    assert (video["title"], video["category"], video["progress"]) == ("E2E clip", "Testing", 0)
+    original = Path(stack_env["MEDIA_DIR"]) / "originals" / str(video_id) / "tiny_clip.mp4"
+    assert original.read_bytes() == clip.read_bytes()
+
+    detail = client.get(f"video/{video_id}/").json()
+    if detail["status"] != "ready":
+        assert video_id not in listed_ids(client)
+        assert other_client.get(f"video/{video_id}/").status_code == 404
+
+    detail = wait_until_ready(client, video_id)
+    assert detail["renditions"] and detail["renditions"][0]["height"] <= 240 * 2
+    assert detail["master_playlist_url"] == f"{stack_env['PUBLIC_BASE_URL']}/api/video/{video_id}/master.m3u8"
+    listed = [item for item in client.get("video/").json() if item["id"] == video_id]
+    assert listed == [{
+        "id": video_id, "created_at": detail["created_at"], "title": "E2E clip",
+        "description": "A generated test clip",
+        "thumbnail_url": f"{stack_env['PUBLIC_BASE_URL']}/api/video/{video_id}/thumbnail.jpg",
+        "category": "Testing",
+    }]
+    assert other_client.get(f"video/{video_id}/").status_code == 200
+
+    master = other_client.get(f"video/{video_id}/master.m3u8")
+    assert master.status_code == 200
+    assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    rung = detail["renditions"][0]["rung"]
+    playlist = other_client.get(f"video/{video_id}/{rung}/index.m3u8/")
+    assert playlist.status_code == 200 and "segment_000.ts" in playlist.text
+    assert client.get(f"video/{video_id}/../{video_id}/master.m3u8").status_code == 404
+
+
+def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_client, clip, stack_env):
+    client = logged_in_client
+    video_id = upload(client, clip).json()["id"]
+    wait_until_ready(client, video_id)
+    media = Path(stack_env["MEDIA_DIR"])
+    assert (media / "originals" / str(video_id)).is_dir() and (media / "hls" / str(video_id)).is_dir()
+
+    assert other_client.delete(f"video/{video_id}/").status_code == 403
+    assert client.delete(f"video/{video_id}/", csrf=False).status_code == 403
+    assert client.get(f"video/{video_id}/").status_code == 200
+
+    assert client.delete(f"video/{video_id}/").status_code == 204
+    assert client.get(f"video/{video_id}/").status_code == 404
+    assert video_id not in listed_ids(client)
+    assert client.get(f"video/{video_id}/master.m3u8").status_code == 404
+    assert not (media / "originals" / str(video_id)).exists()
+    assert not (media / "hls" / str(video_id)).exists()
