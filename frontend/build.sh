@@ -26,11 +26,11 @@ fi
 staging=$(mktemp -d dist.tmp.XXXXXX)
 trap 'rm -rf "$staging"' EXIT
 assets="$staging/assets/$version"
-mkdir -p "$assets/vendor"
+mkdir -p "$assets/js/vendor"
 cp -r src/assets/. "$assets/"
 # .js, not .mjs: nginx's mime.types maps only .js to JavaScript, and modules need that type.
-cp node_modules/hls.js/dist/hls.min.mjs "$assets/vendor/hls.js"
-cp node_modules/hls.js/LICENSE "$assets/vendor/hls.LICENSE.txt"
+cp node_modules/hls.js/dist/hls.min.mjs "$assets/js/vendor/hls.js"
+cp node_modules/hls.js/LICENSE "$assets/js/vendor/hls.LICENSE.txt"
 # HTML pages name their assets as __ASSETS__/...; give them the versioned path.
 (cd src && find . -name '*.html' -print0) | while IFS= read -r -d '' page; do
   mkdir -p "$staging/$(dirname "$page")"

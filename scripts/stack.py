@@ -41,8 +41,8 @@ PROFILES = {
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
         "TRANSCODER_WORKERS": "2",
-        # Each e2e test sends from its own 127.0.0.x, but some send many account requests in one test.
-        "GATEWAY_AUTH_RATE": "120r/m", "GATEWAY_AUTH_BURST": "30",
+        # Each e2e test sends from its own 127.0.0.x: up to 20 account requests in a row, then 1 per 2 s.
+        "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
     },

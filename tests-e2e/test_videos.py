@@ -40,15 +40,19 @@ def multipart(file_size: int) -> tuple[bytes, str]:
     return fields + head + bytes(file_size) + f"\r\n--{boundary}--\r\n".encode(), boundary
 
 
-def wait_until_ready(client, video_id: int) -> dict:
+def wait_for_status(client, video_id: int, wanted: str) -> dict:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         detail = client.get(f"video/{video_id}/").json()
-        assert detail["status"] != "failed", detail
-        if detail["status"] == "ready":
+        if detail["status"] == wanted:
             return detail
+        assert detail["status"] not in {"ready", "failed"}, detail
         time.sleep(0.5)
-    raise AssertionError(f"video {video_id} not ready after {READY_TIMEOUT}s: {detail}")
+    raise AssertionError(f"video {video_id} not {wanted} after {READY_TIMEOUT}s: {detail}")
+
+
+def wait_until_ready(client, video_id: int) -> dict:
+    return wait_for_status(client, video_id, "ready")
 
 
 def listed_ids(client) -> list[int]:
@@ -117,7 +121,7 @@ def test_upload_shows_progress_then_plays_and_is_listed(logged_in_client, other_
         assert other_client.get(f"video/{video_id}/").status_code == 404
 
     detail = wait_until_ready(client, video_id)
-    assert detail["renditions"] and detail["renditions"][0]["height"] <= 240 * 2
+    assert detail["renditions"], detail
     assert detail["master_playlist_url"] == f"{stack_env['PUBLIC_BASE_URL']}/api/video/{video_id}/master.m3u8"
     listed = [item for item in client.get("video/").json() if item["id"] == video_id]
     assert listed == [{
@@ -131,10 +135,28 @@ def test_upload_shows_progress_then_plays_and_is_listed(logged_in_client, other_
     master = other_client.get(f"video/{video_id}/master.m3u8")
     assert master.status_code == 200
     assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    for rendition in detail["renditions"]:
+        playlist = other_client.get(f"video/{video_id}/{rendition['rung']}/index.m3u8/")
+        assert playlist.status_code == 200 and "segment_000.ts" in playlist.text
     rung = detail["renditions"][0]["rung"]
-    playlist = other_client.get(f"video/{video_id}/{rung}/index.m3u8/")
-    assert playlist.status_code == 200 and "segment_000.ts" in playlist.text
-    assert client.get(f"video/{video_id}/../{video_id}/master.m3u8").status_code == 404
+    for sneaky in (f"video/{video_id}/%2e%2e/{video_id}/master.m3u8", f"video/{video_id}/{rung}/..%2Findex.m3u8",
+                   f"video/{video_id}/{rung}/index.m3u8%00", f"video/0{video_id}/master.m3u8"):
+        response = other_client.get(sneaky)
+        assert response.status_code in (400, 404), sneaky
+        assert "detail" in response.json()
+
+
+def test_a_video_that_never_gets_ready_is_never_listed(logged_in_client, other_client, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("This is a text file, not a video.\n" * 50)
+    response = upload(logged_in_client, fake)
+    assert response.status_code == 201, response.text
+    video_id = response.json()["id"]
+    detail = wait_for_status(logged_in_client, video_id, "failed")
+    assert detail["failure_reason"]
+    assert detail["renditions"] == [] and detail["master_playlist_url"] is None
+    assert video_id not in listed_ids(logged_in_client)
+    assert other_client.get(f"video/{video_id}/").status_code == 404
 
 
 def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_client, clip, stack_env):

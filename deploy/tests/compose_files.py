@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 ENV_TEMPLATE = ROOT / ".env.template"
 
-_INTERPOLATION = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<rest>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_INTERPOLATION = re.compile(rf"\$(?:\{{(?P<braced>{_NAME})(?P<rest>[^}}]*)\}}|(?P<plain>{_NAME}))")
 
 
 def load_compose() -> dict:

@@ -59,7 +59,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float = 20) -> bool:
+def wait_for(predicate, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -134,17 +134,17 @@ def test_reconciler_healthcheck_needs_database_and_redis(services):
     assert run_healthcheck(reconciler, {**healthy, "CATALOG_DATABASE_URL": PG_URL.replace("5432", "1")}) != 0
 
 
-def test_transcoder_healthcheck_sees_this_containers_rq_worker(services):
-    """Healthy while an rq worker of this host is registered; warm shutdown (SIGTERM) unregisters it."""
-    transcoder, env = services["transcoder"], local_env(REDIS_URL=REDIS_URL)
+def test_transcoder_healthcheck_sees_this_containers_worker(services):
+    """The transcoder image's command: healthy while its worker is registered; SIGTERM (rq's warm
+    shutdown) ends it cleanly and unregisters it."""
+    transcoder, env = services["transcoder"], local_env(REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT))
     assert run_healthcheck(transcoder, env) != 0, "a worker of this host is already registered in db 15"
-    queue = f"composecheck-{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen([str(VENV_BIN / "rq"), "worker", "--url", REDIS_URL, queue],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = dockerfile_stages(ROOT / "services" / "transcoder" / "Dockerfile")[-1].last("CMD").words()
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: run_healthcheck(transcoder, env) == 0), "the worker never became healthy"
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 0
+        assert worker.wait(timeout=60) == 0
         assert run_healthcheck(transcoder, env) != 0
     finally:
         if worker.poll() is None:
@@ -180,6 +180,12 @@ def test_admin_job_skips_without_an_email(services, tmp_path):
     assert not recorded.exists()
 
 
+def test_admin_job_fails_without_a_password(services, tmp_path):
+    result, recorded = admin_job(services, tmp_path, ADMIN_EMAIL="root@example.com", ADMIN_PASSWORD="")
+    assert result.returncode == 1 and "ADMIN_PASSWORD is empty" in result.stderr
+    assert not recorded.exists()
+
+
 def test_admin_job_passes_email_and_password_as_they_are(services, tmp_path):
     password = "pa ss'\"$word"
     result, recorded = admin_job(services, tmp_path, ADMIN_EMAIL="root@example.com", ADMIN_PASSWORD=password)
@@ -192,7 +198,9 @@ def test_admin_job_passes_email_and_password_as_they_are(services, tmp_path):
 
 def unprivileged(command: list[str]) -> list[str]:
     """Run as `nobody` when the tests run as root, as the gateway image runs nginx unprivileged."""
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command] if os.getuid() == 0 else command
+    if os.getuid() != 0:
+        return command
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
 
 
 @pytest.fixture
@@ -223,10 +231,11 @@ def test_gateway_start_command_runs_nginx_unprivileged(services, world_readable_
     (base / "tmp").chmod(0o1777)
     prefix = base / "tmp" / "gateway"
     port = free_port()
-    env = {**env_template(), **{k: interpolate(v, {}) for k, v in environment(services["gateway"]).items()},
-           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "GATEWAY_PORT": str(port),
-           "AUTH_UPSTREAM": "127.0.0.1:9", "CATALOG_UPSTREAM": "127.0.0.1:9", "STREAMER_UPSTREAM": "127.0.0.1:9",
-           "KEYS_DIR": str(base / "keys"), "MEDIA_DIR": str(base / "media"), "FRONTEND_DIR": str(base / "frontend")}
+    compose_env = {key: interpolate(value, {}) for key, value in environment(services["gateway"]).items()}
+    upstreams = {f"{name}_UPSTREAM": "127.0.0.1:9" for name in ("AUTH", "CATALOG", "STREAMER")}
+    env = {**env_template(), **compose_env, **upstreams, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "GATEWAY_PORT": str(port), "KEYS_DIR": str(base / "keys"), "MEDIA_DIR": str(base / "media"),
+           "FRONTEND_DIR": str(base / "frontend")}
     command = [arg.replace("/tmp/gateway", str(prefix)) for arg in stage.last("CMD").words()]
     # Like runc, which gives the container's stdio to its user, so nginx may open /dev/stdout.
     log = base / "gateway.log"
@@ -246,7 +255,7 @@ def test_gateway_start_command_runs_nginx_unprivileged(services, world_readable_
         assert wait_for(healthy) and nginx.poll() is None, log.read_text()
         assert (prefix / "nginx.conf").is_file() and (prefix / "nginx.pid").is_file()
         nginx.send_signal(getattr(signal, stage.last("STOPSIGNAL").arguments))
-        assert nginx.wait(timeout=20) == 0, log.read_text()
+        assert nginx.wait(timeout=60) == 0, log.read_text()
         assert "/healthz" in log.read_text(), "the access log goes to stdout"
     finally:
         if nginx.poll() is None:

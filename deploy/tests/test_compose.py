@@ -2,6 +2,7 @@
 compose specification (and by `docker compose config` where Compose is installed)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import yaml
 
 from deploy.tests.compose_files import (
     COMPOSE_FILE,
+    ENV_TEMPLATE,
     RENDER_SCRIPT,
     ROOT,
     compose_dir,
@@ -101,7 +103,7 @@ def test_dependencies_wait_for_health_or_completion(services):
                 assert condition == "service_completed_successfully", f"{name} -> {target}"
             else:
                 assert condition == "service_healthy", f"{name} -> {target}"
-                assert services[target].get("healthcheck"), f"{name} waits for {target}'s health: none defined"
+                assert services[target].get("healthcheck"), f"{name} waits for {target}'s missing healthcheck"
 
 
 def test_every_job_is_awaited_by_a_long_running_service(services):
@@ -255,14 +257,23 @@ def test_every_variable_the_code_reads_is_documented():
 
 
 def is_local_only(value: str, gateway_port: str) -> bool:
-    """A .env.template value that only makes sense outside containers: a relative path, or a host
-    address on this machine other than the public gateway."""
+    """A .env.template value that only makes sense outside containers: a path in the checkout, or a
+    host address on this machine other than the public gateway."""
     if not value or " " in value:
         return False
     if "://" not in value:
-        return value in {"127.0.0.1", "localhost"} or ("/" in value and not value.startswith("/"))
+        top = value.split("/")[0]
+        in_checkout = "/" in value and (top == "var" or (top and (ROOT / top).is_dir()))
+        return value in {"127.0.0.1", "localhost"} or in_checkout
     url = urlsplit(value)
     return url.hostname in {"127.0.0.1", "localhost"} and str(url.port) != gateway_port
+
+
+def test_local_only_values_are_recognised():
+    assert is_local_only("var/keys", "8000") and is_local_only("frontend/dist", "8000")
+    assert is_local_only("postgresql://postgres@127.0.0.1:5432/videoflix_auth", "8000")
+    assert not is_local_only("http://127.0.0.1:8000", "8000") and not is_local_only("10r/m", "8000")
+    assert not is_local_only("/data/keys", "8000") and not is_local_only("a b", "8000")
 
 
 def test_containers_override_every_local_only_setting(services, template):
@@ -299,6 +310,8 @@ def test_gateway_reaches_each_service_on_its_port(services):
         host, port = gateway[f"{name.upper()}_UPSTREAM"].split(":")
         assert host == name and port == environment(services[name])["PORT"]
         assert port in [str(p) for p in services[name].get("expose", [])]
+        # nginx resolved the old container's address at start.
+        assert depends_on(services["gateway"])[name].get("restart") is True, name
 
 
 # --- Graceful shutdown ------------------------------------------------------------------------------
@@ -320,6 +333,12 @@ def test_transcoder_gets_time_for_rqs_warm_shutdown(services, template):
 def test_python_containers_run_an_init_process(services):
     for name in APP_SERVICES + ["keys", "migrate-auth", "migrate-catalog", "admin"]:
         assert services[name].get("init") is True, name
+
+
+def test_our_containers_keep_no_privileges(services):
+    for name in APP_SERVICES + ["keys", "migrate-auth", "migrate-catalog", "admin", "gateway"]:
+        assert services[name].get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in services[name].get("security_opt", []), name
 
 
 # --- Validation -------------------------------------------------------------------------------------
@@ -348,27 +367,48 @@ def test_compose_specification_check_rejects_a_broken_file(tmp_path):
     assert "service_ready" in result.stdout + result.stderr
 
 
-def compose_command() -> list[str] | None:
+def compose_command() -> list[str]:
+    """`docker compose`, else a `docker-compose` (requirements-dev.txt installs Compose v2 as one)."""
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        version = subprocess.run([legacy, "version", "--short"], capture_output=True, text=True).stdout
-        if version.strip().startswith("1."):
-            pytest.skip(f"docker-compose {version.strip()} is Compose v1, which predates this file's "
-                        "format (top-level name, optional env_file); the schema check covers it")
-        return [legacy]
-    return None
+    legacy = shutil.which("docker-compose", path=str(VENV_BIN)) or shutil.which("docker-compose")
+    if not legacy:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here "
+                    "(pip install -r requirements-dev.txt); the compose-spec schema check still runs")
+    version = subprocess.run([legacy, "version", "--short"], capture_output=True, text=True).stdout.strip()
+    if version.startswith("1."):
+        pytest.skip(f"docker-compose {version} is Compose v1, which predates this file's format "
+                    "(top-level name, optional env_file); the compose-spec schema check still runs")
+    return [legacy]
 
 
 @pytest.mark.parametrize("env_file", [None, ".env.template"])
 def test_docker_compose_config_accepts_the_file(env_file):
-    command = compose_command()
-    if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed here; "
-                    "test_compose_specification_accepts_the_file validates the file instead")
     options = ["--env-file", str(ROOT / env_file)] if env_file else []
-    result = subprocess.run([*command, *options, "-f", str(COMPOSE_FILE), "config", "--quiet"],
+    result = subprocess.run([*compose_command(), *options, "-f", str(COMPOSE_FILE), "config", "--quiet"],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_resolves_a_dotenv_made_from_the_template(tmp_path, template):
+    """A checkout whose .env is the template plus two changes: Compose's resolved model must give
+    the containers their own paths and hosts, pass .env's other settings through, and apply the
+    changes (published port, number of transcoders)."""
+    (tmp_path / "deploy").mkdir()
+    for name in ("docker-compose.yml", "postgres-init.sh"):
+        shutil.copy(compose_dir() / name, tmp_path / "deploy" / name)
+    (tmp_path / ".env").write_text(ENV_TEMPLATE.read_text() + "GATEWAY_PORT=9000\nTRANSCODER_WORKERS=3\n")
+    result = subprocess.run([*compose_command(), "--env-file", ".env", "-f", "deploy/docker-compose.yml",
+                             "config", "--format", "json"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)["services"]
+    auth = resolved["auth"]["environment"]
+    assert auth["KEYS_DIR"] == "/data/keys" and auth["SMTP_HOST"] == "mailpit"
+    assert urlsplit(auth["AUTH_DATABASE_URL"]).hostname == "postgres"
+    assert auth["ACCESS_TOKEN_MINUTES"] == template["ACCESS_TOKEN_MINUTES"], ".env is not passed through"
+    assert resolved["gateway"]["environment"]["GATEWAY_PORT"] == "8000"
+    assert [(p["published"], p["target"]) for p in resolved["gateway"]["ports"]] == [("9000", 8000)]
+    assert resolved["transcoder"]["deploy"]["replicas"] == 3
+    assert resolved["auth"]["build"]["context"] == str(tmp_path)

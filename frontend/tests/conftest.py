@@ -87,6 +87,17 @@ def activated_user(mail) -> str:
     return address
 
 
+@pytest.fixture
+def logged_in_page(page, mail) -> Page:
+    """`page` with the cookies of a fresh user logged in through the API (for tests not about logging in:
+    it spares the browser's own address the gateway's rate limit on login)."""
+    client = e2e.ApiClient(f"{GATEWAY}/api/", e2e.new_source_address())
+    e2e.login(client, e2e.register_and_activate(client, mail))
+    page.context.add_cookies([{"name": cookie.name, "value": cookie.value, "url": GATEWAY} for cookie in client.cookies])
+    client.close()
+    return page
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
@@ -99,15 +110,21 @@ def browser():
 
 @pytest.fixture
 def page(browser) -> Page:
-    """A fresh browser profile (no cookies, empty localStorage) on the gateway; fails on uncaught JS errors."""
+    """A fresh browser profile (no cookies, empty localStorage) on the gateway.
+
+    Fails the test on uncaught JavaScript errors and on any page or asset that does not load (a module
+    that fails to import stops its page silently); API answers are the tests' business.
+    """
     context = browser.new_context(base_url=GATEWAY, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and "/api/" not in response.url else None)
     yield page
     context.close()
-    assert not errors, f"uncaught JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors or failed loads: {errors}"
 
 
 @pytest.fixture

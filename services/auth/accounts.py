@@ -9,7 +9,9 @@ from videoflix_shared.errors import ApiError
 from . import links, mail
 from .credentials import hash_password
 from .models import ACTIVATION, User, db, random_user_id, user_by_email
-from .schemas import DetailSchema, EmailSchema, ApiErrorSchema, MessageSchema, RegisteredSchema, RegisterSchema
+from .schemas import (
+    ApiErrorSchema, DetailSchema, EmailSchema, MessageSchema, RegisteredSchema, RegisterSchema,
+)
 
 blp = Blueprint("accounts", __name__, url_prefix="/api", description="Sign up and account activation.")
 
@@ -17,7 +19,7 @@ RESEND_DETAIL = "If this address has an account that is not activated yet, a new
 
 
 @blp.post("/register/")
-@blp.arguments(RegisterSchema)
+@blp.arguments(RegisterSchema, error_status_code=400)
 @blp.response(201, RegisteredSchema)
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid email, weak or mismatched password, bad body.")
 def register(data):
@@ -37,7 +39,7 @@ def register(data):
 
 
 @blp.post("/activation/resend/")
-@blp.arguments(EmailSchema)
+@blp.arguments(EmailSchema, error_status_code=400)
 @blp.response(200, DetailSchema, description="Always the same answer, whether or not the address exists.")
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid email or bad body.")
 def resend_activation(data):

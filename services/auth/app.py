@@ -54,6 +54,10 @@ def default_config(settings: Settings) -> dict:
     }
 
 
+def _check_database() -> None:
+    db.session.execute(text("SELECT 1"))
+
+
 def create_app(config: dict | None = None) -> Flask:
     """`config` overrides any setting; `config["SETTINGS"]` replaces the environment's Settings."""
     config = config or {}
@@ -61,7 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.update(default_config(settings))
     app.config.update(config)
-    api = init_service(app, settings, "Videoflix auth", {"database": lambda: db.session.execute(text("SELECT 1"))})
+    api = init_service(app, settings, "Videoflix auth", {"database": _check_database})
     jwt = configure_jwt(app, settings, signing=True)
     tokens.init_revocation(jwt)
     db.init_app(app)

@@ -8,14 +8,14 @@ from videoflix_shared.errors import ApiError
 from . import links, mail
 from .credentials import hash_password, password_problems
 from .models import PASSWORD_RESET, User, db, user_by_email
-from .schemas import DetailSchema, EmailSchema, ApiErrorSchema, NewPasswordSchema
+from .schemas import ApiErrorSchema, DetailSchema, EmailSchema, NewPasswordSchema
 from .tokens import revoke_refresh_tokens
 
 blp = Blueprint("passwords", __name__, url_prefix="/api", description="Password reset by mailed link.")
 
 
 @blp.post("/password_reset/")
-@blp.arguments(EmailSchema)
+@blp.arguments(EmailSchema, error_status_code=400)
 @blp.response(200, DetailSchema, description="Always the same answer, whether or not the address exists.")
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid email or bad body.")
 def request_reset(data):
@@ -30,7 +30,7 @@ def request_reset(data):
 
 
 @blp.post("/password_confirm/<uidb64>/<token>/")
-@blp.arguments(NewPasswordSchema)
+@blp.arguments(NewPasswordSchema, error_status_code=400)
 @blp.response(200, DetailSchema)
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid, used or expired link; weak or mismatched password.")
 def confirm_reset(data, uidb64, token):

@@ -21,7 +21,7 @@ from videoflix_shared.security import CSRF_COOKIE, require_csrf
 
 from .credentials import hash_password, needs_rehash, verify_password
 from .models import RefreshToken, User, db, user_by_email, utcnow
-from .schemas import DetailSchema, ApiErrorSchema, LoginResultSchema, LoginSchema
+from .schemas import ApiErrorSchema, DetailSchema, LoginResultSchema, LoginSchema
 
 blp = Blueprint("tokens", __name__, url_prefix="/api", description="Login, token refresh and logout.")
 
@@ -29,7 +29,7 @@ LOGOUT_DETAIL = "Logout successful! All tokens will be deleted. Refresh token is
 
 
 @blp.post("/login/")
-@blp.arguments(LoginSchema)
+@blp.arguments(LoginSchema, error_status_code=400)
 @blp.response(200, LoginResultSchema)
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid email or bad body.")
 @blp.alt_response(401, schema=ApiErrorSchema, description="Wrong email or password, or account not activated.")

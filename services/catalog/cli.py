@@ -18,6 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import queue
 from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Video, db, utcnow
+from .storage import remove_stale_spools
+
+STALE_SPOOL_AGE = timedelta(hours=1)
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,17 @@ def reconcile_once(quiet_for: timedelta) -> list[int]:
               help="Only touch videos unchanged for this long.")
 @with_appcontext
 def reconcile_command(every: float | None, quiet_for: float) -> None:
-    """Enqueue uploaded videos, and re-enqueue videos whose transcoding jobs were lost."""
+    """Enqueue uploaded videos, re-enqueue videos whose transcoding jobs were lost, and delete
+    abandoned upload parts."""
+    if every is not None:
+        log.info("reconciling every %ss", every)
     while True:
         try:
             enqueued = reconcile_once(timedelta(seconds=quiet_for))
             if enqueued:
                 log.info("re-enqueued videos %s", enqueued, extra={"fields": {"video_ids": enqueued}})
+            if removed := remove_stale_spools(STALE_SPOOL_AGE):
+                log.info("removed %s abandoned upload parts", removed)
         except (RedisError, SQLAlchemyError) as error:
             if every is None:
                 raise click.ClickException(str(error))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Request, current_app, g
@@ -68,6 +70,18 @@ def discard_spools(_error=None) -> None:
     """Teardown: remove every spooled part the view did not move into place."""
     for spool in g.pop("upload_spools", []):
         spool.discard()
+
+
+def remove_stale_spools(older_than: timedelta) -> int:
+    """Delete parts left by uploads whose worker died mid-request (its teardown never ran). A live
+    upload writes all the time, so its part is never old."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for part in (media_dir() / UPLOADS_DIR).glob("*.part"):
+        if part.stat().st_mtime < cutoff:
+            part.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def original_relative_path(video_id: int, filename: str) -> str:

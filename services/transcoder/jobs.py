@@ -40,12 +40,27 @@ def _context(video_id: int) -> tuple[Settings, CatalogClient, Path]:
     return settings, CatalogClient.from_settings(settings), publish.video_dir(settings.media_dir, video_id)
 
 
+def is_gone(catalog: CatalogClient, video_id: int) -> bool:
+    try:
+        catalog.video(video_id)
+    except VideoGone:
+        return True
+    except Exception:  # cannot tell: let the original error stand
+        return False
+    return False
+
+
 @contextlib.contextmanager
-def stop_if_video_gone(video_id: int, directory: Path) -> Iterator[None]:
-    """A video deleted meanwhile (catalog 404): drop whatever was written for it and end the job."""
+def stop_if_video_gone(catalog: CatalogClient, video_id: int, directory: Path) -> Iterator[None]:
+    """A video deleted meanwhile (catalog 404): drop whatever was written for it and end the job.
+
+    Any other error is checked too: deleting a video removes its files under a running ffmpeg.
+    """
     try:
         yield
-    except VideoGone:
+    except Exception as error:
+        if not isinstance(error, VideoGone) and not is_gone(catalog, video_id):
+            raise
         log.info("video gone, job dropped", extra={"fields": {"video_id": video_id}})
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -70,7 +85,7 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
     Unusable input (no video stream, corrupt, not media) is reported as failed; the original stays.
     """
     settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(video_id, directory):
+    with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         try:
             source = original_path(settings.media_dir, video_id, source_path)
@@ -109,8 +124,8 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
             args=(video_id, rendition.name), kwargs={
-                "source_path": str(source), "duration": media.duration, "fps": media.fps,
-                "has_audio": media.has_audio,
+                "source_path": str(source), "source_height": media.height, "duration": media.duration,
+                "fps": media.fps, "has_audio": media.has_audio,
             },
             job_timeout=int(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
         )
@@ -137,18 +152,19 @@ def progress_reporter(catalog: CatalogClient, video_id: int, rung: str, duration
     return report
 
 
-def transcode_rung(video_id: int, rung: str, source_path: str, duration: float, fps: float,
-                   has_audio: bool) -> None:
+def transcode_rung(video_id: int, rung: str, source_path: str, source_height: int, duration: float,
+                   fps: float, has_audio: bool) -> None:
     """Encode one rung into a hidden directory, publish it, rewrite master.m3u8, report the rendition.
 
     A rung that is already published is not encoded again: the job only makes sure the master lists it
     and the catalog knows it (a retry after a crash between publishing and reporting converges).
     """
     _, catalog, directory = _context(video_id)
-    with stop_if_video_gone(video_id, directory):
+    with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         if not publish.is_published(directory, rung):
-            command = ffmpeg.rung_command(Path(source_path), ladder.rendition_named(rung), fps, has_audio)
+            rendition = ladder.rendition_for(rung, source_height)
+            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio)
             with publish.staging_dir(directory, rung) as staged:
                 ffmpeg.run(command, cwd=staged, on_seconds=progress_reporter(catalog, video_id, rung, duration))
                 publish.publish_rung(staged, directory, rung)
@@ -160,7 +176,7 @@ def transcode_rung(video_id: int, rung: str, source_path: str, duration: float, 
 def make_thumbnail(video_id: int, source_path: str, duration: float) -> None:
     """A JPEG of a representative frame at `hls/<id>/thumbnail.jpg`, replaced atomically."""
     settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(video_id, directory):
+    with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / publish.THUMBNAIL

@@ -4,11 +4,9 @@ One declarative table; the ffmpeg argument builder (`ffmpeg.py`) turns a row int
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 FIRST_CHOICE = "480p"  # the frontend's default player resolution: published first
-RUNG_NAME = re.compile(r"^([1-9][0-9]{1,3})p$")
 
 
 @dataclass(frozen=True)
@@ -33,19 +31,20 @@ BY_NAME = {rendition.name: rendition for rendition in RENDITIONS}
 
 
 def small_source_rendition(height: int) -> Rendition:
-    """The single rung of a source lower than the lowest rung: its own (even) height, never upscaled.
+    """The single rung of a source lower than 360p: the lowest rung's name (every part of the stack
+    knows exactly the four rung names) at the source's own even height, never upscaled.
 
-    Bitrates scale with the pixel count relative to 360p.
+    Bitrates scale with the pixel count; the real size is in the master playlist and the catalog.
     """
-    height = max(2, height - height % 2)
     lowest = RENDITIONS[0]
+    height = max(2, height - height % 2)
     scale = (height / lowest.height) ** 2
 
     def kbps(value: int) -> int:
         return max(64, round(value * scale))
 
-    return Rendition(f"{height}p", height, kbps(lowest.video_kbps), kbps(lowest.maxrate_kbps),
-                     kbps(lowest.bufsize_kbps), 64, lowest.profile, lowest.timeout_factor)
+    return replace(lowest, height=height, video_kbps=kbps(lowest.video_kbps),
+                   maxrate_kbps=kbps(lowest.maxrate_kbps), bufsize_kbps=kbps(lowest.bufsize_kbps), audio_kbps=64)
 
 
 def choose_rungs(source_height: int) -> list[Rendition]:
@@ -53,7 +52,7 @@ def choose_rungs(source_height: int) -> list[Rendition]:
 
     Every rung up to the source height (none above it); the frontend's default 480p comes first (or the
     highest allowed rung if the source is lower), then the rest from small to large, so the cheap ones
-    land early. A source below 360p gets one rung at its own height.
+    land early. A source below 360p gets one rung, `360p`, at its own height.
     """
     allowed = [rendition for rendition in RENDITIONS if rendition.height <= source_height]
     if not allowed:
@@ -62,11 +61,9 @@ def choose_rungs(source_height: int) -> list[Rendition]:
     return [first] + [rendition for rendition in allowed if rendition is not first]
 
 
-def rendition_named(name: str) -> Rendition:
-    """The rendition of a rung name: a table row, or the `<height>p` rung of a small source."""
-    if name in BY_NAME:
-        return BY_NAME[name]
-    match = RUNG_NAME.match(name)
-    if not match or int(match.group(1)) >= RENDITIONS[0].height:
-        raise ValueError(f"unknown rung {name!r}")
-    return small_source_rendition(int(match.group(1)))
+def rendition_for(name: str, source_height: int) -> Rendition:
+    """What a rung job encodes: the rung `name` of the ladder `choose_rungs(source_height)`."""
+    for rendition in choose_rungs(source_height):
+        if rendition.name == name:
+            return rendition
+    raise ValueError(f"no rung {name!r} for a {source_height}p source")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .ffmpeg import PLAYLIST
-from .ladder import RUNG_NAME
+from .ladder import BY_NAME
 from .probe import OutputMedia, probe_output
 
 HLS_DIR = "hls"
@@ -139,7 +139,7 @@ def measure_rung(rung_dir: Path) -> PublishedRung:
 
 
 def published_rungs(directory: Path) -> list[PublishedRung]:
-    rung_dirs = [path for path in directory.iterdir() if RUNG_NAME.match(path.name) and
+    rung_dirs = [path for path in directory.iterdir() if path.name in BY_NAME and
                  is_published(directory, path.name)] if directory.is_dir() else []
     return sorted((measure_rung(path) for path in rung_dirs), key=lambda rung: rung.height)
 

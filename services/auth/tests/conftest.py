@@ -10,7 +10,6 @@ import email.policy
 import re
 import socket
 import threading
-import time
 import uuid
 
 import psycopg2

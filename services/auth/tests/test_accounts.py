@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.auth.models import ACTIVATION, LinkToken, User, db, utcnow
 
-from .conftest import FRONTEND, STRONG_PASSWORD, free_port, link_params, mail_html, mail_text, unique_email
+from .conftest import STRONG_PASSWORD, free_port, link_params, mail_html, mail_text, unique_email
 
 
 def user_row(app, address: str) -> User | None:
@@ -227,7 +227,8 @@ def test_signup_survives_a_dead_mail_server_and_the_link_can_be_requested_again(
 
 def test_resend_answers_the_same_for_unknown_active_and_inactive_addresses(accounts, client, inbox):
     active, inactive, unknown = accounts.active_user(), accounts.register(), unique_email()
-    answers = [client.post("/api/activation/resend/", json={"email": address}) for address in (active, inactive, unknown)]
+    answers = [client.post("/api/activation/resend/", json={"email": address})
+               for address in (active, inactive, unknown)]
     assert {(answer.status_code, answer.json["detail"]) for answer in answers} == {(200, answers[0].json["detail"])}
     inbox.wait_for(inactive, 2)
     time.sleep(0.5)

@@ -1,6 +1,8 @@
 """`flask reconcile`: uploads that missed the queue and videos whose jobs were lost get enqueued."""
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -86,3 +88,16 @@ def test_one_pass_fails_loudly_when_redis_is_down(make_app, make_video):
     result = reconcile(app)
     assert result.exit_code != 0
     assert "Error" in result.output
+
+
+def test_abandoned_upload_parts_are_deleted(app, settings):
+    uploads = settings.media_dir / "uploads"
+    uploads.mkdir()
+    abandoned, live = uploads / "abandoned.part", uploads / "live.part"
+    abandoned.write_bytes(b"half an upload")
+    live.write_bytes(b"still arriving")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    assert reconcile(app).exit_code == 0
+    assert not abandoned.exists()
+    assert live.exists()

@@ -141,3 +141,12 @@ def test_redis_down_still_answers_201_and_keeps_the_upload(make_app, upload, set
     [video] = stored_videos(app)
     assert video.status == "uploaded"
     assert Queue("transcode", connection=redis).count == 0
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(app, client, login, settings):
+    login(client, 1)
+    response = client.post("/api/video/upload/", data=upload_form(content=b"x" * 50_000),
+                           headers={"X-CSRFToken": CSRF}, environ_overrides={"CONTENT_LENGTH": "900000"})
+    assert response.status_code == 400
+    assert stored_videos(app) == []
+    assert list((settings.media_dir / "uploads").iterdir()) == []

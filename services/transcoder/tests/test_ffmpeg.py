@@ -38,7 +38,7 @@ def test_rung_without_audio_maps_no_audio_stream():
     ]
 
 
-def test_small_source_rung():
+def test_small_source_rung_keeps_its_height():
     command = rung_command(SOURCE, small_source_rendition(240), fps=24, has_audio=True)
     assert command == [
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *video(240, "main", "356k", "380k", "533k", "48"),

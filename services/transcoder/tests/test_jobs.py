@@ -25,6 +25,7 @@ class StandInCatalog(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), CatalogHandler)
         self.calls: list[tuple[str, str, dict | None]] = []
         self.gone: set[int] = set()
+        self.vanish_after: dict[int, int] = {}  # video id -> requests answered before it is deleted
 
     @property
     def url(self):
@@ -46,6 +47,10 @@ class CatalogHandler(BaseHTTPRequestHandler):
             return self._send(401, {"detail": "bad service token"})
         self.server.calls.append((method, self.path, body))
         video_id = int(self.path.split("/")[3])
+        if video_id in self.server.vanish_after:
+            if self.server.vanish_after[video_id] <= 0:
+                self.server.gone.add(video_id)
+            self.server.vanish_after[video_id] -= 1
         if video_id in self.server.gone:
             return self._send(404, {"detail": "Not found."})
         self._send(200, {"id": video_id})
@@ -158,7 +163,8 @@ def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, cat
 def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, clip_360p):
     original = upload(env, 6, clip_360p)
     media = probe_source(original)
-    arguments = dict(source_path=str(original), duration=media.duration, fps=media.fps, has_audio=True)
+    arguments = dict(source_path=str(original), source_height=360, duration=media.duration, fps=media.fps,
+                     has_audio=True)
     jobs.transcode_rung(6, "360p", **arguments)
     segment = env / "hls" / "6" / "360p" / "segment_000.ts"
     before = segment.stat()
@@ -173,12 +179,23 @@ def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, c
 def test_video_deleted_meanwhile_stops_quietly_and_leaves_nothing(env, catalog, redis, clip_360p):
     original = upload(env, 8, clip_360p)
     catalog.gone.add(8)
-    jobs.transcode_rung(8, "360p", source_path=str(original), duration=2.0, fps=25.0, has_audio=True)
+    jobs.transcode_rung(8, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
+                        has_audio=True)
     jobs.make_thumbnail(8, source_path=str(original), duration=2.0)
     jobs.prepare_video(8, source_path=str(original))
     assert [call[0] for call in catalog.calls] == ["GET", "GET", "GET"]
     assert not (env / "hls" / "8").exists()
     assert Queue(jobs.QUEUE, connection=redis).count == 0
+
+
+def test_video_deleted_under_a_running_transcode_stops_quietly(env, catalog, clip_360p):
+    original = upload(env, 11, clip_360p)
+    catalog.vanish_after[11] = 1  # the job's first question is answered; then the video and its files go
+    original.unlink()
+    jobs.transcode_rung(11, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
+                        has_audio=True)
+    assert [call[:2] for call in catalog.calls] == [("GET", "/internal/videos/11")] * 2
+    assert not (env / "hls" / "11").exists()
 
 
 def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog, redis, text_as_mp4):
@@ -188,8 +205,18 @@ def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog,
     jobs.enqueue_ladder(queue, 9, original, media, [BY_NAME["360p"]])
     run_queue(redis)
     attempts = [call for call in catalog.calls if call[:2] == ("GET", "/internal/videos/9")]
-    assert len(attempts) == 2 * (jobs.RETRIES + 1)  # the rung and the thumbnail, each tried four times
+    # the rung and the thumbnail, each tried four times; each attempt asks at its start and after failing
+    assert len(attempts) == 2 * (jobs.RETRIES + 1) * 2
     [failed] = catalog.posted(9, "failed")
     assert failed["rung"] == "360p"
     assert failed["reason"].startswith("Transcoding to 360p failed: ") and "Invalid data" in failed["reason"]
     assert sorted(p.name for p in (env / "hls" / "9").iterdir()) == []
+
+
+def test_240p_source_gets_one_rung_at_its_own_height(env, catalog, redis, make_clip, media):
+    original = upload(env, 10, make_clip(media / "clip-240p.mp4", 426, 240, 2))
+    jobs.prepare_video(10, source_path=str(original))
+    assert catalog.posted(10, "probe")[0]["rungs"] == ["360p"]
+    run_queue(redis)
+    assert [(r["rung"], r["width"], r["height"]) for r in catalog.posted(10, "renditions")] == [("360p", 426, 240)]
+    assert "RESOLUTION=426x240," in (env / "hls" / "10" / "master.m3u8").read_text()

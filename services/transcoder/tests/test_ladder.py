@@ -1,7 +1,7 @@
 """Which rungs a source gets, and in which order their jobs are enqueued."""
 import pytest
 
-from services.transcoder.ladder import choose_rungs, rendition_named, small_source_rendition
+from services.transcoder.ladder import BY_NAME, choose_rungs, rendition_for, small_source_rendition
 
 
 def names(source_height: int) -> list[str]:
@@ -24,23 +24,24 @@ def test_source_below_480p_starts_with_its_highest_rung():
     assert names(400) == ["360p"]
 
 
-def test_240p_source_gets_one_rung_at_its_own_height():
-    rungs = choose_rungs(240)
-    assert [(r.name, r.height) for r in rungs] == [("240p", 240)]
-    assert rungs[0].video_kbps < choose_rungs(360)[0].video_kbps
+def test_240p_source_gets_one_rung_named_360p_at_its_own_height():
+    [rung] = choose_rungs(240)
+    assert (rung.name, rung.height) == ("360p", 240)
+    assert rung.video_kbps < BY_NAME["360p"].video_kbps and rung.profile == BY_NAME["360p"].profile
 
 
 def test_odd_small_height_is_made_even():
-    assert small_source_rendition(241).name == "240p"
+    assert small_source_rendition(241).height == 240
 
 
 def test_taller_than_1080p_source_gets_the_four_rungs():
     assert names(2160) == ["480p", "360p", "720p", "1080p"]
 
 
-def test_rendition_named_knows_table_rows_and_small_source_rungs():
-    assert rendition_named("720p").height == 720
-    assert rendition_named("240p").height == 240
-    for bad in ("360", "2000p", "480p/../x", "0p", "360p "):
+def test_rendition_for_a_rung_job():
+    assert rendition_for("720p", 1080) == BY_NAME["720p"]
+    assert rendition_for("360p", 1080) == BY_NAME["360p"]
+    assert rendition_for("360p", 240).height == 240
+    for name, source_height in (("1080p", 720), ("480p", 240), ("240p", 240), ("../x", 1080)):
         with pytest.raises(ValueError):
-            rendition_named(bad)
+            rendition_for(name, source_height)

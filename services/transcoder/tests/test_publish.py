@@ -25,7 +25,7 @@ def test_staged_rung_is_hidden_until_published(tmp_path):
         write_rung(staged, (4.0, 1000))
         assert staged.parent == video and staged.name.startswith(".tmp-480p-")
         assert not publish.is_published(video, "480p")
-        assert [path.name for path in video.iterdir() if publish.RUNG_NAME.match(path.name)] == []
+        assert publish.published_rungs(video) == []
         assert publish.publish_rung(staged, video, "480p")
     assert publish.is_published(video, "480p")
     assert sorted(path.name for path in video.iterdir()) == ["480p"]

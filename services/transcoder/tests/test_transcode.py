@@ -56,7 +56,7 @@ def test_keyframe_every_two_seconds_and_4_second_segments(tmp_path, make_clip):
     source = make_clip(tmp_path / "five.mp4", 320, 180, 5, rate=30)
     video = tmp_path / "hls" / "2"
     transcode(source, video, small_source_rendition(180))
-    rung = video / "180p"
+    rung = video / "360p"
     assert publish.playlist_segments(rung / "index.m3u8") == [(4.0, "segment_000.ts"), (1.0, "segment_001.ts")]
     keyframes = keyframe_times(rung / "segment_000.ts")  # MPEG-TS timestamps start at an offset
     assert [round(time - keyframes[0], 2) for time in keyframes] == [0.0, 2.0]

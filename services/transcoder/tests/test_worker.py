@@ -91,8 +91,7 @@ def test_worker_is_dead(redis):
     assert worker_is_dead(registered_worker(redis, dead_pid()).name, me)
     assert worker_is_dead("never-registered", me)
     assert not worker_is_dead(registered_worker(redis, dead_pid(), hostname="elsewhere").name, me)
-    restarted_container = registered_worker(redis, os.getpid())  # same pid, other name: the old one died
-    assert worker_is_dead(restarted_container.name, me) is False or restarted_container.name == me.name
+    # a restarted container: the new worker got the old one's pid, so the old one is gone
     assert worker_is_dead(me.name, registered_worker(redis, os.getpid()))
 
 
@@ -102,6 +101,7 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     job = queue.enqueue("time.sleep", 3, job_id="sleepy", retry=Retry(max=1))
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
     horse = wait_for(lambda: children(first.pid))[0]
+    first_worker_name = job.worker_name
     second = start_worker()
     wait_for(lambda: len(Worker.all(connection=redis)) == 2)
     time.sleep(1)  # the second worker has done its start-up maintenance while the first was alive
@@ -112,8 +112,19 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
     job.refresh()
     assert job.retries_left == 0
-    assert job.worker_name == Worker.find_by_key(f"rq:worker:{job.worker_name}", redis).name
+    assert job.worker_name != first_worker_name
     assert second.poll() is None
+
+
+def test_killed_work_horse_fails_its_job_and_rq_retries_it(redis, start_worker):
+    queue = Queue(QUEUE, connection=redis)
+    worker = start_worker()
+    job = queue.enqueue("time.sleep", 1, job_id="horse-killed", retry=Retry(max=1))
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    os.kill(wait_for(lambda: children(worker.pid))[0], signal.SIGKILL)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=20)
+    job.refresh()
+    assert job.retries_left == 0 and worker.poll() is None
 
 
 def test_sigterm_lets_the_current_job_finish(redis, start_worker):

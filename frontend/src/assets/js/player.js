@@ -99,11 +99,19 @@ export function bindShortcuts(video, container) {
     f: () => toggleFullscreen(container),
     m: () => { video.muted = !video.muted; },
   };
-  document.addEventListener('keydown', (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || isFormControl(event.target)) return;
-    const action = actions[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-    if (!action) return;
-    event.preventDefault();
-    action();
-  });
+  const actionFor = (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || isFormControl(event.target)) return null;
+    return actions[event.key.length === 1 ? event.key.toLowerCase() : event.key] ?? null;
+  };
+  // Capture phase on window, all three key events: a focused <video>'s native controls never see our
+  // keys, so nothing happens twice.
+  for (const type of ['keydown', 'keypress', 'keyup']) {
+    window.addEventListener(type, (event) => {
+      const action = actionFor(event);
+      if (!action) return;
+      event.preventDefault();
+      event.stopPropagation();
+      if (type === 'keydown') action();
+    }, { capture: true });
+  }
 }

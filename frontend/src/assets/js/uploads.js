@@ -74,7 +74,8 @@ export function describe(video) {
   const available = rungs.length ? ` Available: ${rungs.join(', ')}.` : '';
   const coming = pendingRungs(video).length ? ` Coming: ${pendingRungs(video).join(', ')}.` : '';
   if (video.status === 'ready') return `${status} (${percent(video)} % of all qualities done).${available}${coming}`;
-  return `${status}: ${percent(video)} %.${available}${coming}`;
+  if (video.status === 'processing') return `${status}: ${percent(video)} %.${available}${coming}`;
+  return `${status}.`;
 }
 
 /**

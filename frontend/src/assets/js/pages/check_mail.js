@@ -1,7 +1,7 @@
 import { publicCall } from '../api.js';
-import { bindForm, params } from '../ui.js';
+import { bindForm } from '../ui.js';
 
-const email = params().get('email');
+const email = sessionStorage.getItem('videoflix.signupEmail');
 if (email) {
   document.getElementById('email').value = email;
   document.getElementById('sent-to').textContent =

@@ -55,7 +55,8 @@ async function loadLibrary() {
     return;
   }
   const groups = byCategory(videos);
-  setStatus(status, `${videos.length} videos in ${groups.length} ${groups.length === 1 ? 'category' : 'categories'}.`);
+  const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  setStatus(status, `${count(videos.length, 'video', 'videos')} in ${count(groups.length, 'category', 'categories')}.`);
   status.classList.add('visually-hidden');
   rows.append(row('Newest', videos.slice(0, NEWEST_COUNT), 0));
   groups.forEach(([category, list], index) => rows.append(row(category, list, index + 1)));

@@ -1,0 +1,77 @@
+"""`make bench [BENCH=name ...]`: start a private stack, run the benchmarks, print tables, write JSON.
+
+    python -m bench.run                  # all, in this order: transcode segments jwt upload catalog
+    python -m bench.run segments jwt     # only these
+
+The stack runs on TEST_SLOT (default 7: gateway on port 27000), from a fresh state, and is stopped at
+the end. Results: bench/results/<name>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import catalog_list, jwt_check, segments, transcode, upload
+from .harness import Stack, make_clip, register_and_login, upload as upload_clip, wait_for_ladder
+
+BENCHMARKS = {
+    "transcode": transcode.run,
+    "segments": segments.run,
+    "jwt": jwt_check.run,
+    "upload": upload.run,
+    "catalog": catalog_list.run,
+}
+DEFAULT_SLOT = 7
+
+
+class Context:
+    """What the benchmarks share: the stack, a logged-in user, videos already transcoded."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.session = register_and_login(stack)
+        self.videos: dict[str, int] = {}  # rung -> a ready video that has it
+
+    def port(self, offset: int) -> int:
+        """Ports for the benchmark's own servers, inside this slot's range."""
+        return 20000 + self.stack.slot * 1000 + 100 + offset
+
+    def remember_video(self, video_id: int, rungs: list[str]) -> None:
+        for rung in rungs:
+            self.videos.setdefault(rung, video_id)
+
+    def video_with_rung(self, rung: str) -> int:
+        if rung not in self.videos:
+            video_id = upload_clip(self.session, make_clip(8, 1920, 1080), "bench segments")["id"]
+            detail = wait_for_ladder(self.session, video_id, timeout=300)
+            self.remember_video(video_id, [r["rung"] for r in detail["renditions"]])
+        return self.videos[rung]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="name", help=f"any of: {', '.join(BENCHMARKS)} (default: all)")
+    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    stack = Stack(int(os.environ.get("TEST_SLOT") or DEFAULT_SLOT))
+    started = time.monotonic()
+    print(f"Videoflix benchmarks: {', '.join(names)} on a private stack at {stack.gateway_url} "
+          f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+    stack.reset()
+    try:
+        stack.up()
+        context = Context(stack)
+        for name in names:
+            BENCHMARKS[name](context)
+    finally:
+        stack.down()
+    print(f"\nall done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""deploy/nginx.conf as rendered by gateway/render.sh, run by a real nginx in front of a fake upstream.
+
+The fake upstream only echoes what it received: the thing under test is what nginx forwards, strips,
+answers itself and serves from disk. (The e2e suite covers the same gateway in the full stack.)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from videoflix_shared.keys import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+RENDER = ROOT / "gateway" / "render.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def render(directory: Path, **env: str) -> Path:
+    subprocess.run([str(RENDER), str(directory)], env={"PATH": os.environ["PATH"], **env}, check=True)
+    return directory / "nginx.conf"
+
+
+def nginx_test(prefix: Path, user: str | None = None) -> subprocess.CompletedProcess:
+    command = ["nginx", "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    if user:
+        command = ["runuser", "-u", user, "--", *command]
+    # stdout: /dev/null, which any user may open (the access log is /dev/stdout).
+    return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def workdir():
+    # nginx workers run as `nobody` when the master is root: the tree must be readable by them.
+    directory = Path(tempfile.mkdtemp(prefix="videoflix-gateway-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+class EchoUpstream(BaseHTTPRequestHandler):
+    """Answers with what it received; `.../master.m3u8` answers like the streamer does behind nginx."""
+
+    def handle_any(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("/master.m3u8"):
+            video_id = self.path.split("/")[3]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.apple.mpegurl")
+            self.send_header("Cache-Control", "private, max-age=5")
+            self.send_header("X-Accel-Redirect", f"/_media/hls/{video_id}/master.m3u8")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        echo = json.dumps({"path": self.path, "headers": self.headers.items(), "body_length": len(body)})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(echo)))
+        self.send_header("X-Request-Id", "set-by-upstream")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(echo.encode())
+
+    do_GET = do_POST = do_DELETE = handle_any
+
+    def log_message(self, *args):
+        pass
+
+
+class Gateway:
+    def __init__(self, directory: Path):
+        self.keys = directory / "keys"
+        self.media = directory / "media"
+        self.prefix = directory / "gateway"
+        self.frontend = directory / "frontend"
+        generate(self.keys)
+        self.frontend.mkdir()
+        (self.frontend / "index.html").write_text("<!doctype html><title>Videoflix</title>")
+        self.upstream = ThreadingHTTPServer(("127.0.0.1", 0), EchoUpstream)
+        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        for _ in range(3):  # a free port may be taken by someone else before nginx binds it
+            if self.start(free_port()):
+                return
+        raise RuntimeError(self.process.stderr.read().decode())
+
+    def start(self, port: int) -> bool:
+        echo = f"127.0.0.1:{self.upstream.server_address[1]}"
+        self.url = f"http://127.0.0.1:{port}"
+        render(self.prefix, GATEWAY_PORT=str(port), AUTH_UPSTREAM=echo, STREAMER_UPSTREAM=echo,
+               CATALOG_UPSTREAM="127.0.0.1:1",  # nothing listens there: the catalog is "down"
+               MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
+               CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024))
+        self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                                         "-g", "daemon off;"], stderr=subprocess.PIPE)
+        return self.wait_healthy()
+
+    def wait_healthy(self) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return True
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        return False
+
+    def token(self, **claims) -> str:
+        now = int(time.time())
+        payload = {"sub": "42", "type": "access", "iat": now, "exp": now + 600, **claims}
+        return jwt.encode(payload, (self.keys / "jwt_private.pem").read_text(), algorithm="RS256")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.upstream.shutdown()
+
+
+@pytest.fixture
+def gateway(workdir):
+    running = Gateway(workdir)
+    yield running
+    running.stop()
+
+
+# --- rendering -----------------------------------------------------------------------------------------
+
+def test_rendered_config_passes_nginx_t(workdir):
+    generate(workdir / "keys")
+    render(workdir / "gateway", KEYS_DIR=str(workdir / "keys"))
+    result = nginx_test(workdir / "gateway")
+    assert result.returncode == 0, result.stderr
+    assert not re.findall(r"\$\{[A-Z_]+\}", (workdir / "gateway" / "nginx.conf").read_text())
+
+
+def test_rendered_config_runs_as_an_ordinary_user(workdir):
+    """Pid, temp files, cache and socket all live under the prefix: no root-only path is needed."""
+    render(workdir / "gateway", KEYS_DIR=str(workdir / "keys"))
+    subprocess.run(["chown", "-R", "nobody", str(workdir / "gateway")], check=True)
+    result = nginx_test(workdir / "gateway", user="nobody")
+    assert result.returncode == 0, result.stderr
+
+
+def test_cors_origins_become_map_entries(workdir):
+    config = render(workdir, CORS_ORIGINS="http://a.example:5500, https://b.example/  http://[::1]:8000 "
+                                          'bad"origin ftp://c.example http://d.example/$x').read_text()
+    entries = [line.strip() for line in config.splitlines() if line.strip().startswith('"http')]
+    assert entries == ['"http://a.example:5500" "http://a.example:5500";',
+                       '"https://b.example" "https://b.example";',
+                       '"http://[::1]:8000" "http://[::1]:8000";']
+
+
+def test_upload_limit_is_max_upload_bytes_plus_multipart_slack(workdir):
+    config = render(workdir, MAX_UPLOAD_BYTES="1000").read_text()
+    assert f"client_max_body_size {1000 + 1024 * 1024};" in config
+    assert "client_max_body_size 1m;" in config
+
+
+def test_upstreams_are_taken_as_given(workdir):
+    config = render(workdir, AUTH_UPSTREAM="auth:8000", CATALOG_UPSTREAM="catalog:8000",
+                    STREAMER_UPSTREAM="streamer:8000").read_text()
+    for name in ("auth", "catalog", "streamer"):
+        assert f"server {name}:8000;" in config
+
+
+# --- what reaches the services ----------------------------------------------------------------------
+
+def test_only_the_verified_user_id_reaches_upstream(gateway):
+    response = requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": gateway.token()},
+                            headers={"X-User-Id": "7", "X_User_Id": "9"})
+    assert response.status_code == 200, response.text
+    headers = response.json()["headers"]
+    assert [value for name, value in headers if name.lower() == "x-user-id"] == ["42"]
+    assert not [name for name, _ in headers if name.lower() == "x_user_id"]
+
+
+def test_account_routes_get_no_user_id(gateway):
+    response = requests.post(f"{gateway.url}/api/login/", json={}, headers={"X-User-Id": "7"})
+    names = {name.lower() for name, _ in response.json()["headers"]}
+    assert "x-user-id" not in names
+
+
+def test_internal_headers_from_clients_are_replaced(gateway):
+    response = requests.post(f"{gateway.url}/api/login/", json={}, headers={
+        "X-Sendfile-Type": "none", "X-Accel-Redirect": "/_media/../keys/jwt_private.pem",
+        "X-Accel-Buffering": "no", "X-Accel-Limit-Rate": "1", "X-Forwarded-For": "10.0.0.1",
+        "X-Forwarded-Host": "evil.example", "Forwarded": "for=10.0.0.1", "X-Request-Id": "trace-1"})
+    headers = dict(response.json()["headers"])
+    assert headers["X-Sendfile-Type"] == "X-Accel-Redirect"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Request-Id"] == "trace-1"
+    for name in ("X-Accel-Redirect", "X-Accel-Buffering", "X-Accel-Limit-Rate", "X-Forwarded-Host", "Forwarded"):
+        assert name not in headers
+    # The gateway alone answers CORS and X-Request-Id.
+    assert response.headers["X-Request-Id"] == "trace-1"
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_streamer_redirect_is_served_from_media_dir(gateway):
+    (gateway.media / "hls" / "5").mkdir(parents=True)
+    (gateway.media / "hls" / "5" / "master.m3u8").write_text("#EXTM3U\n#EXT-X-VERSION:3\n")
+    response = requests.get(f"{gateway.url}/api/video/5/master.m3u8", cookies={"access_token": gateway.token()})
+    assert response.status_code == 200
+    assert response.text == "#EXTM3U\n#EXT-X-VERSION:3\n"
+    assert response.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert response.headers["Cache-Control"] == "private, max-age=5"  # the streamer's, once
+
+
+def test_redirect_to_a_missing_file_is_404_json(gateway):
+    response = requests.get(f"{gateway.url}/api/video/6/master.m3u8", cookies={"access_token": gateway.token()})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_upload_body_is_passed_on_beyond_the_json_limit(gateway):
+    body = b"x" * (2 * 1024 * 1024)
+    response = requests.post(f"{gateway.url}/api/video/upload/", data=body, cookies={"access_token": gateway.token()})
+    assert response.status_code == 502  # the catalog is down in this setup: the body got past nginx's limit
+    response = requests.post(f"{gateway.url}/api/login/", data=body)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large."}
+
+
+def test_service_down_is_502_json(gateway):
+    response = requests.get(f"{gateway.url}/api/video/", cookies={"access_token": gateway.token()},
+                            headers={"Origin": "http://127.0.0.1:5500"})
+    assert response.status_code == 502
+    assert response.json() == {"detail": "Service unavailable. Please try again later."}
+    assert response.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:5500"
+
+
+def test_verified_tokens_are_cached_until_they_expire(gateway):
+    token = gateway.token()
+    assert requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": token}).ok
+    cached = [path for path in (gateway.prefix / "cache").rglob("*") if path.is_file()]
+    assert len(cached) == 1
+    assert token.encode() in cached[0].read_bytes()  # keyed by the token itself
