@@ -368,6 +368,11 @@ def test_upload_over_the_limit_gets_413(gateway_url, client, stack_env, mint):
     assert json.loads(body) == {"detail": "Request body too large."}
 
 
+def test_oversized_cookie_gets_400_json(client):
+    client.cookies.set("access_token", "a" * 64 * 1024)
+    assert_json_error(client.get("video/"), 400)
+
+
 def test_methods_nginx_refuses_get_json(client, mint, video):
     client.cookies.set("access_token", mint())
     assert_json_error(client.put(f"video/{video}/480p/segment_000.ts", data=b"x"), 405)

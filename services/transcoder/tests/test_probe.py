@@ -56,8 +56,8 @@ def test_truncated_upload_is_not_a_video(tmp_path, clip_360p):
 
 
 def test_probe_output_reads_codecs_of_a_segment(tmp_path, make_clip):
-    segment = make_clip(tmp_path / "segment.ts", 320, 180, 1, extra=["-preset", "veryfast", "-profile:v", "main",
-                                                                         "-f", "mpegts"])
+    main_profile = ["-preset", "veryfast", "-profile:v", "main", "-f", "mpegts"]
+    segment = make_clip(tmp_path / "segment.ts", 320, 180, 1, extra=main_profile)
     media = probe_output(segment)
     assert (media.width, media.height, media.video_codec, media.video_profile) == (320, 180, "h264", "Main")
     assert media.audio_codec == "aac" and media.video_level > 0
