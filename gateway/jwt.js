@@ -1,5 +1,5 @@
 /*
- * Access-token check for the video routes (njs 0.7.9, WebCrypto).
+ * Access-token check for the video routes (njs 0.7.9 and later, WebCrypto).
  *
  * The `access_token` cookie must be a JWT signed RS256 with auth's key (KEYS_DIR/jwt_public.pem), of
  * type "access", with a user id in `sub`, not expired. nginx asks through `auth_request /_jwt`, which
@@ -35,8 +35,13 @@ function claimsValid(claims, now) {
         && (claims.iat === undefined || (isTime(claims.iat) && claims.iat <= now + CLOCK_SKEW_SECONDS));
 }
 
+function publicKeyDer(path) {
+    const pem = fs.readFileSync(path, 'utf8');
+    return Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+}
+
 /* The user id of a valid access token, or '' (cheap checks first, the signature last). */
-async function verifiedSubject(token, publicKey) {
+async function verifiedSubject(token, publicKeyPath) {
     const parts = token.split('.');
     if (parts.length !== 3 || !parts.every(part => BASE64URL.test(part))) {
         return '';
@@ -47,8 +52,7 @@ async function verifiedSubject(token, publicKey) {
         || !claims || !claimsValid(claims, Date.now() / 1000)) {
         return '';
     }
-    const key = await crypto.subtle.importKey('spki', Buffer.from(publicKey, 'base64'), RS256, false,
-                                              ['verify']);
+    const key = await crypto.subtle.importKey('spki', publicKeyDer(publicKeyPath), RS256, false, ['verify']);
     const signed = Buffer.from(parts[0] + '.' + parts[1]);
     try {
         const valid = await crypto.subtle.verify(RS256, key, Buffer.from(parts[2], 'base64url'), signed);
@@ -64,9 +68,7 @@ async function verifiedSubject(token, publicKey) {
  */
 async function verify(r) {
     const token = r.headersIn['Access-Token'] || '';
-    const publicKey = fs.readFileSync(r.variables.jwt_public_key_file, 'utf8')
-        .replace(/-----[^-]+-----|\s/g, '');
-    const subject = await verifiedSubject(token, publicKey);
+    const subject = await verifiedSubject(token, r.variables.jwt_public_key_file);
     if (!subject) {
         r.return(401);
         return;

@@ -185,7 +185,8 @@ def start(env: dict[str, str], process: Process) -> None:
     if running_pid(env, process.name):
         return
     log = open(Path(env["VAR_DIR"]) / "log" / f"{process.name}.log", "ab")
-    child = subprocess.Popen(process.command, shell=True, cwd=ROOT, env=env, stdout=log,
+    # exec: the pid file then names the process itself, not a shell that dies first on SIGTERM.
+    child = subprocess.Popen(f"exec {process.command}", shell=True, cwd=ROOT, env=env, stdout=log,
                              stderr=subprocess.STDOUT, start_new_session=True)
     pid_file(env, process.name).write_text(str(child.pid))
 
@@ -216,7 +217,16 @@ def up(env: dict[str, str]) -> int:
     return 0
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def stop(env: dict[str, str], name: str, timeout: float = 30) -> None:
+    """SIGTERM the process group (graceful: gunicorn drains, rq finishes its job), SIGKILL after timeout."""
     pid = running_pid(env, name)
     if pid:
         try:
@@ -224,9 +234,9 @@ def stop(env: dict[str, str], name: str, timeout: float = 30) -> None:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and running_pid(env, name):
+        while time.monotonic() < deadline and group_alive(pid):
             time.sleep(0.1)
-        if running_pid(env, name):
+        if group_alive(pid):
             os.killpg(pid, signal.SIGKILL)
     pid_file(env, name).unlink(missing_ok=True)
 

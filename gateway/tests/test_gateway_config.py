@@ -253,3 +253,18 @@ def test_verified_tokens_are_cached_until_they_expire(gateway):
     cached = [path for path in (gateway.prefix / "cache").rglob("*") if path.is_file()]
     assert len(cached) == 1
     assert token.encode() in cached[0].read_bytes()  # keyed by the token itself
+
+
+def test_missing_public_key_fails_closed(gateway):
+    (gateway.keys / "jwt_public.pem").unlink()
+    response = requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": gateway.token()})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error."}
+
+
+def test_a_new_render_starts_with_an_empty_token_cache(workdir):
+    render(workdir, KEYS_DIR=str(workdir / "keys"))
+    (workdir / "cache" / "jwt").mkdir(parents=True)
+    (workdir / "cache" / "jwt" / "entry").write_text("verified under the old key")
+    render(workdir, KEYS_DIR=str(workdir / "keys"))
+    assert not any((workdir / "cache").iterdir())

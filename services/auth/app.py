@@ -28,17 +28,10 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "false").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def database_uri(url: str) -> str:
-    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2."""
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith("postgresql://") else url
-
-
 def default_config(settings: Settings) -> dict:
     return {
-        "SQLALCHEMY_DATABASE_URI": database_uri(settings.auth_database_url),
+        "SQLALCHEMY_DATABASE_URI": settings.auth_database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        # Flask's own default (None) wins over init_service's setdefault; account bodies are tiny.
-        "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAIL_SERVER": settings.smtp_host,
         "MAIL_PORT": settings.smtp_port,
         # Credentials and TLS for a real SMTP relay; the local sink needs none of them.

@@ -21,14 +21,6 @@ from .storage import StreamingUploadRequest, discard_spools
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
 
-def database_url(url: str) -> str:
-    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the driver installed is psycopg2."""
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
-
-
 def create_app(config: dict | None = None) -> Flask:
     config = config or {}
     settings = config.get("SETTINGS") or Settings.from_env()
@@ -36,7 +28,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.request_class = StreamingUploadRequest
     app.config.update(
         SETTINGS=settings,
-        SQLALCHEMY_DATABASE_URI=database_url(settings.catalog_database_url),
+        SQLALCHEMY_DATABASE_URI=settings.catalog_database_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
     )
     app.config.update(config)

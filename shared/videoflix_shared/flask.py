@@ -25,7 +25,8 @@ def init_service(
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/openapi")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
-    app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None: unlimited
+        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024  # JSON bodies; uploads raise it per route
     app.json.sort_keys = False
     if not app.testing:
         configure_logging(app.import_name.split(".")[-2] if "." in app.import_name else title, settings.log_level)
