@@ -11,3 +11,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 accesslog = None
 errorlog = "-"
+# nginx already caps request headers (large_client_header_buffers); letting gunicorn accept as many
+# means an oversized request is refused by nginx as JSON, never by gunicorn's HTML error page.
+limit_request_fields = 32768
+limit_request_field_size = 0
+limit_request_line = 0

@@ -116,7 +116,7 @@ class Gateway:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return True
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a busy machine
                 time.sleep(0.05)
         if self.process.poll() is None:
             self.process.kill()

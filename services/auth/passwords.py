@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from videoflix_shared.errors import ApiError
 
 from . import links, mail

@@ -14,7 +14,7 @@ from flask_jwt_extended import (
     JWTManager, create_access_token, create_refresh_token, get_jwt, set_access_cookies,
     set_refresh_cookies, unset_jwt_cookies, verify_jwt_in_request,
 )
-from flask_smorest import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from sqlalchemy import select, update
 from videoflix_shared.errors import ApiError
 from videoflix_shared.security import CSRF_COOKIE, require_csrf

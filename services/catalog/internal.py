@@ -12,7 +12,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from videoflix_shared.errors import ApiError
 
-from .blueprint import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from .models import FAILED, PENDING, PROCESSING, READY, Video, db
 from .schemas import (
     FailureSchema, InternalVideoSchema, ProbeSchema, ProgressSchema, RenditionReportSchema, ThumbnailSchema,

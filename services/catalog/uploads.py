@@ -7,7 +7,7 @@ from videoflix_shared.security import current_user_id
 
 from . import queue
 from .access import login_and_csrf_required
-from .blueprint import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from .models import Video, db
 from .schemas import UploadSchema, VideoSchema
 from .storage import keep_original, original_relative_path, remove_video_files

@@ -7,7 +7,7 @@ from flask_jwt_extended import jwt_required
 from videoflix_shared.errors import ApiError
 
 from .access import can_manage, login_and_csrf_required, visible_video
-from .blueprint import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from .models import READY, Video, db
 from .schemas import PageSchema, VideoListItemSchema, VideoSchema, thumbnail_url
 from .storage import remove_video_files

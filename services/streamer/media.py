@@ -10,7 +10,7 @@ import re
 
 from flask import Blueprint as FlaskBlueprint, current_app, request, send_file
 from flask_jwt_extended import jwt_required
-from flask_smorest import Blueprint
+from videoflix_shared.blueprint import Blueprint
 from videoflix_shared.errors import ApiError
 
 blp = Blueprint("media", __name__, url_prefix="/api/video",
