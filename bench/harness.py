@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -40,6 +41,20 @@ def _load_stack_module():
 
 
 STACK = _load_stack_module()
+STACK_RUNNER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("videoflix_stack", "scripts/stack.py")
+stack = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = stack
+spec.loader.exec_module(stack)
+env, (action, name) = json.load(sys.stdin), sys.argv[1:]
+if action == "start":
+    stack.start(env, next(p for p in stack.processes(env) if p.name == name))
+elif action == "stop":
+    stack.stop(env, name)
+else:
+    sys.exit(getattr(stack, action)(env))
+"""
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.25, what: str = "condition"):
@@ -172,12 +187,18 @@ class Stack:
         shutil.rmtree(self.var_dir, ignore_errors=True)
         self.var_dir.mkdir(parents=True)
 
+    def _stack_action(self, action: str, name: str = "") -> int:
+        """Run scripts/stack.py's `action` with our environment in a short-lived child process, so the
+        services it starts are orphaned and reaped by init like after `stack.py up`, never our zombies."""
+        return subprocess.run([sys.executable, "-c", STACK_RUNNER, action, name], cwd=ROOT,
+                              input=json.dumps(self.env), text=True).returncode
+
     def up(self) -> None:
-        if STACK.up(self.env) != 0:
+        if self._stack_action("up") != 0:
             raise RuntimeError(f"stack of slot {self.slot} did not come up:\n{self.log_tail()}")
 
     def down(self) -> None:
-        STACK.down(self.env)
+        self._stack_action("down")
 
     def log_tail(self, lines: int = 15) -> str:
         parts = []
@@ -195,14 +216,14 @@ class Stack:
     def start(self, name: str) -> None:
         """(Re)start one process of the stack, as a supervisor would after a crash."""
         process = next(p for p in STACK.processes(self.env) if p.name == name)
-        STACK.start(self.env, process)
+        self._stack_action("start", name)
         if process.health_url and not STACK.wait_healthy(process.health_url, timeout=30):
             raise RuntimeError(f"{name} did not become healthy:\n{self.log_tail()}")
         if name == "mailsink":
             wait_until(lambda: port_open(int(self.env["SMTP_PORT"])), 15, what="the SMTP sink")
 
     def stop(self, name: str) -> None:
-        STACK.stop(self.env, name)
+        self._stack_action("stop", name)
 
     def transcoder_names(self) -> list[str]:
         return [name for name in self.process_names() if name.startswith("transcoder")]
