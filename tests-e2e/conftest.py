@@ -30,7 +30,8 @@ def _load_stack():
     return module
 
 
-STACK_ENV = _load_stack().build_env("test")
+STACK = _load_stack()  # scripts/stack.py: tests that restart a process use STACK.start()
+STACK_ENV = STACK.build_env("test")
 GATEWAY = f"http://127.0.0.1:{STACK_ENV['GATEWAY_PORT']}"
 _source_addresses = itertools.count(2)
 

@@ -6,19 +6,17 @@ directories, and the worker processes killed in the last test.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import STACK
 
 FORM = {"title": "Pipeline clip", "description": "testsrc2 and a sine tone", "category": "Testing"}
 TIMEOUT = 150
@@ -195,14 +193,6 @@ def test_text_file_renamed_mp4_fails_with_a_reason_and_is_kept(logged_in_client,
     assert client.get(f"video/{video['id']}/master.m3u8").status_code == 404
 
 
-def load_stack():
-    spec = importlib.util.spec_from_file_location("videoflix_stack_for_pipeline", ROOT / "scripts" / "stack.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # @dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -290,5 +280,4 @@ def test_worker_killed_mid_transcode_still_ends_ready(logged_in_client, long_cli
         for rung in ("360p", "480p"):
             assert client.get(f"video/{video['id']}/{rung}/index.m3u8").status_code == 200
     finally:
-        stack = load_stack()
-        stack.start(stack_env, next(p for p in stack.processes(stack_env) if p.name == victim))
+        STACK.start(stack_env, next(p for p in STACK.processes(stack_env) if p.name == victim))

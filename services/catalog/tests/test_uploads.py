@@ -1,7 +1,6 @@
 """POST /api/video/upload/: streamed to disk, committed, then enqueued on rq."""
 from __future__ import annotations
 
-import io
 import tracemalloc
 
 from rq import Queue

@@ -48,7 +48,7 @@ def test_360p_rung_of_a_2_second_clip(tmp_path, clip_360p):
     assert (rung.name, rung.width, rung.height) == ("360p", 640, 360)
     assert rung.bandwidth == rung.average_bandwidth == pytest.approx(size * 8 / 2.0, rel=0.05)
     assert (video / "master.m3u8").read_text() == publish.master_playlist([rung])
-    assert f'RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"\n360p/index.m3u8\n' in (
+    assert 'RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"\n360p/index.m3u8\n' in (
         video / "master.m3u8").read_text()
 
 
