@@ -1,0 +1,19 @@
+"""Every variable the settings read is in .env.template, and every one there is in the README table."""
+import re
+
+from videoflix_shared.config import REPO_ROOT
+
+TEMPLATE = (REPO_ROOT / ".env.template").read_text()
+TEMPLATE_VARIABLES = re.findall(r"^([A-Z][A-Z0-9_]*)=", TEMPLATE, flags=re.M)
+
+
+def test_every_setting_is_in_the_template():
+    source = (REPO_ROOT / "shared" / "videoflix_shared" / "config.py").read_text()
+    read = set(re.findall(r'get\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    assert read and read <= set(TEMPLATE_VARIABLES)
+
+
+def test_every_template_variable_is_in_the_readme_table():
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [name for name in TEMPLATE_VARIABLES if f"| `{name}` |" not in readme]
+    assert missing == []
