@@ -58,7 +58,7 @@ compose-logs: ## follow the Docker Compose stack's logs
 
 admin: install ## create an active admin: make admin EMAIL=a@b.c PASSWORD=...
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }
-	@eval "$$($(STACK) --profile dev env)" && $(STACK) --profile dev prepare >/dev/null && \
+	@set -a && eval "$$($(STACK) --profile dev env)" && set +a && $(STACK) --profile dev prepare >/dev/null && \
 	  $(VENV)/bin/flask --app services.auth.app create-admin "$(EMAIL)" --password "$(PASSWORD)"
 
 clean: down ## stop the stack and delete var/ (keys, media, mail, logs)

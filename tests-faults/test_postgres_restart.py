@@ -59,6 +59,7 @@ def test_services_recover_from_a_postgres_restart_by_themselves(make_stack, priv
     assert {name for _, name, _, _ in after} == set(calls), "every kind of request ran after recovery"
     failed_after = [r for r in after if r[2] != 200]
     assert not failed_after, f"{len(failed_after)} of {len(after)} requests failed after recovery: {failed_after[:5]}"
+    assert any(r[2] != 200 for r in during), "no request noticed the outage: the restart was not exercised"
     unclean = [r for r in during if r[2] != 200 and not (r[2] >= 500 and r[3].startswith("application/json"))]
     assert not unclean, f"during the outage, failures must be JSON 5xx: {unclean[:5]}"
     processes_after = {name: sorted(process_tree(stack.pid(name))) for name in ("auth", "catalog")}

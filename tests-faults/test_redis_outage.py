@@ -54,6 +54,7 @@ def test_upload_during_redis_outage_is_kept_and_transcoded_after_recovery(make_s
         uploader.join(120)
     response = answer["response"]
     assert response.status_code == 201, response.text
+    assert response.json()["status"] == "uploaded", "Redis was down: nothing can have been enqueued"
     video_id = response.json()["id"]
 
     originals = list((stack.media_dir / "originals" / str(video_id)).iterdir())
