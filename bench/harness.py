@@ -2,7 +2,7 @@
 
 `Stack(slot, **overrides)` runs exactly what `make test` runs (scripts/stack.py) on the ports of
 TEST_SLOT=slot, from a fresh state, with optional environment overrides (a private Redis or PostgreSQL,
-another worker count). Processes are inspected through /proc: RSS and CPU time of a process and all its
+a larger upload limit). Processes are inspected through /proc: RSS and CPU time of a process and all its
 descendants (rq work horses and ffmpeg included).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import requests
@@ -113,6 +113,17 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages (a gunicorn master's, forked into its workers) counted once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system time of the process and of its children it has already waited for."""
     try:
@@ -191,7 +202,7 @@ class Stack:
         """Run scripts/stack.py's `action` with our environment in a short-lived child process, so the
         services it starts are orphaned and reaped by init like after `stack.py up`, never our zombies."""
         return subprocess.run([sys.executable, "-c", STACK_RUNNER, action, name], cwd=ROOT,
-                              input=json.dumps(self.env), text=True).returncode
+                              input=json.dumps(self.env), text=True, check=False).returncode
 
     def up(self) -> None:
         if self._stack_action("up") != 0:
@@ -290,15 +301,16 @@ def make_clip(seconds: int, width: int, height: int, audio: bool = True, fps: in
     if path.exists():
         return path
     BENCH_MEDIA.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.part.mp4")
     command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y",
                "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:
         command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
                     "-c:a", "aac", "-b:a", "128k"]
     command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", "-shortest", str(path.with_suffix(".part.mp4"))]
+                "-movflags", "+faststart", "-shortest", str(partial)]
     subprocess.run(command, check=True)
-    path.with_suffix(".part.mp4").rename(path)
+    partial.rename(path)  # atomic: a concurrent run sees the whole clip or none
     return path
 
 
@@ -315,11 +327,6 @@ def video(session: ApiSession, video_id: int) -> dict:
     response = session.get(f"video/{video_id}/")
     response.raise_for_status()
     return response.json()
-
-
-def published_rungs(detail: dict) -> set[str]:
-    """Rungs the video detail lists as playable now."""
-    return {rendition["rung"] for rendition in detail.get("renditions") or []}
 
 
 def wait_for_ladder(session: ApiSession, video_id: int, timeout: float,

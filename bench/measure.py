@@ -7,7 +7,7 @@ import platform
 import re
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -93,13 +93,14 @@ def print_checks(checks: dict[str, dict]) -> None:
 
 def machine() -> dict:
     load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_at_start": [round(x, 2) for x in load]}
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "loadavg_1_5_15_min_when_saved": [round(x, 2) for x in load]}
 
 
 def save(name: str, data: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    payload = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": machine(), **data}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"  -> {path.relative_to(RESULTS.parents[1])}")

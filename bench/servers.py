@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .harness import ROOT, STACK, Stack, port_open, wait_until
 
@@ -28,11 +28,11 @@ class Nginx:
         self.directory, self.port = directory, port
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Nginx":
-        log = open(self.directory / "nginx.log", "ab")
-        self.process = subprocess.Popen(
-            ["nginx", "-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    def __enter__(self) -> Nginx:
+        with open(self.directory / "nginx.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["nginx", "-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 15, what=f"nginx on {self.port}")
         if self.process.poll() is not None:
             raise RuntimeError((self.directory / "nginx.log").read_text()[-2000:])
@@ -119,12 +119,12 @@ class SendFileApp:
         self.stack, self.port = stack, port
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "SendFileApp":
+    def __enter__(self) -> SendFileApp:
         env = {**self.stack.env, "PORT": str(self.port)}
-        log = open(self.stack.var_dir / "bench" / "send_file_app.log", "ab")
-        self.process = subprocess.Popen(
-            ["gunicorn", "-c", "services/gunicorn.conf.py", "bench.send_file_app:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.stack.var_dir / "bench" / "send_file_app.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["gunicorn", "-c", "services/gunicorn.conf.py", "bench.send_file_app:create_app()"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if not STACK.wait_healthy(f"http://127.0.0.1:{self.port}/healthz", timeout=30):
             raise RuntimeError("the send_file app did not start")
         return self

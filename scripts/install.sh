@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-DEBIAN_PACKAGES="nginx libnginx-mod-http-js ffmpeg postgresql redis-server openssl gettext-base chromium ${EXTRA_DEBIAN_PACKAGES:-}"
+DEBIAN_PACKAGES="nginx libnginx-mod-http-js ffmpeg postgresql redis-server openssl gettext-base chromium wrk curl ${EXTRA_DEBIAN_PACKAGES:-}"
 
 missing=()
 for package in $DEBIAN_PACKAGES; do

@@ -25,17 +25,29 @@ import jwt
 import pytest
 import requests
 import schemathesis
-from conftest import STRONG_PASSWORD, ApiClient, link_params, login, mail_text, new_source_address, register_and_activate
+from conftest import (
+    STRONG_PASSWORD,
+    ApiClient,
+    link_params,
+    login,
+    mail_text,
+    new_source_address,
+    register_and_activate,
+)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
+
+from bench.harness import make_clip, wait_until
+from bench.soak import soak
 
 FUZZ_EXAMPLES = 30
 TIMING_ROUNDS = 12
 TIMING_FACTOR = 1.5       # medians of unknown vs known address must be within this factor ...
 TIMING_SLACK_S = 0.015    # ... or closer than this (below network jitter)
 TIMEOUT_MARGIN_S = 5
+FLOOD_SECONDS = 20
 
 
 def service_url(stack_env, name: str) -> str:
@@ -220,6 +232,7 @@ def test_forged_tokens_change_nothing(make_client, forged, victim, method, route
         response = client.request(method, route.format(id=victim.video_id), headers={"X-CSRFToken": "x"},
                                   files={"file": ("a.mp4", b"x")} if method == "POST" else None,
                                   data={"title": "t", "description": "d", "category": "c"} if method == "POST" else None)
+        assert response.status_code == 401, (name, response.status_code, response.text[:200])
         assert_json(response, 401)
     assert victim.get(f"video/{victim.video_id}/").status_code == 200
 
@@ -381,7 +394,7 @@ def seconds_until_closed(gateway_url: str, first_bytes: bytes, trickle: bytes = 
         while time.monotonic() - started < limit:
             try:
                 chunk = connection.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 try:
                     connection.sendall(trickle[:1])
                 except OSError:
@@ -418,6 +431,24 @@ def test_slow_clients_are_cut_off_within_the_configured_timeouts(gateway_url, st
         assert timeout - 1 <= seconds <= timeout + TIMEOUT_MARGIN_S, (name, seconds, received[:200])
         if received:
             assert b" 408 " in received.split(b"\r\n", 1)[0] and b"application/json" in received, received[:300]
+
+
+# --- a flood of viewers: every byte served, memory flat (the 2-minute version is in tests-faults) -----
+
+def test_twenty_concurrent_viewers_get_every_byte(victim, stack_env):
+    with open(make_clip(4, 640, 360), "rb") as handle:
+        response = victim.post("video/upload/", data={"title": "flood", "description": "d", "category": "c"},
+                               files={"file": ("flood.mp4", handle, "video/mp4")})
+    assert response.status_code == 201, response.text
+    video_id = response.json()["id"]
+    wait_until(lambda: victim.get(f"video/{video_id}/").json()["status"] == "ready", 180, what="a ready video")
+    watched = {name: int((Path(stack_env["VAR_DIR"]) / "run" / f"{name}.pid").read_text())
+               for name in ("gateway", "streamer")}
+    result = soak(victim.base, victim.cookies, video_id, Path(stack_env["MEDIA_DIR"]) / "hls" / str(video_id) / "360p",
+                  FLOOD_SECONDS, 20, watched)
+    assert not result.errors, f"{len(result.errors)} errors, first: {result.errors[:5]}"
+    assert result.requests["segment"] >= 20 * FLOOD_SECONDS, result.requests
+    assert all(value < 32 * 1024**2 for value in result.growth().values()), result.report()
 
 
 # --- CSRF: the header must match the cookie AND the token's own value --------------------------------
@@ -489,7 +520,10 @@ def test_links_only_work_for_their_purpose_and_user(make_client, mail):
 def test_older_reset_links_die_when_the_password_changes(make_client, mail):
     client = make_client()
     address = register_and_activate(client, mail)
-    request_reset = lambda: client.post("password_reset/", json={"email": address})  # noqa: E731
+
+    def request_reset():
+        client.post("password_reset/", json={"email": address})
+
     older = new_link(mail, address, "confirm_password.html", set(), request_reset)
     newer = new_link(mail, address, "confirm_password.html", {older}, request_reset)
     changed = {"new_password": "Fresh-Passphrase-31", "confirm_password": "Fresh-Passphrase-31"}

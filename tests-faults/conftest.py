@@ -61,7 +61,7 @@ class PrivateRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--logfile", str(self.log)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         wait_until(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
-                                          capture_output=True, text=True).stdout.strip() == "PONG",
+                                          capture_output=True, text=True, check=False).stdout.strip() == "PONG",
                    10, what=f"redis-server on port {self.port}")
 
     def stop(self) -> None:

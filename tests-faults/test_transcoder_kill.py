@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import requests
 
-from bench.harness import (kill_tree, make_clip, process_tree, register_and_login, upload, wait_for_ladder,
-                           wait_until)
+from bench.harness import kill_tree, make_clip, process_tree, register_and_login, upload, wait_for_ladder, wait_until
 
 RUNGS = ("360p", "480p", "720p", "1080p")
 LADDER_TIMEOUT = 300
@@ -67,7 +67,7 @@ def running_ffmpeg(stack) -> str | None:
         pid = stack.pid(name)
         for member in process_tree(pid) if pid else []:
             try:
-                if open(f"/proc/{member}/comm").read().strip() == "ffmpeg":
+                if Path(f"/proc/{member}/comm").read_text().strip() == "ffmpeg":
                     return name
             except OSError:
                 continue

@@ -13,6 +13,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import text
 from videoflix_shared import Settings
+from videoflix_shared.database import init_database
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
@@ -31,7 +32,6 @@ def _env_flag(name: str) -> bool:
 def default_config(settings: Settings) -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": settings.auth_database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAIL_SERVER": settings.smtp_host,
         "MAIL_PORT": settings.smtp_port,
         # Credentials and TLS for a real SMTP relay; the local sink needs none of them.
@@ -61,7 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
     api = init_service(app, settings, "Videoflix auth", {"database": _check_database})
     jwt = configure_jwt(app, settings, signing=True)
     tokens.init_revocation(jwt)
-    db.init_app(app)
+    init_database(app, db)
     Migrate(app, db, directory=str(MIGRATIONS))
     init_mail(app)
     for blueprint in (accounts.blp, tokens.blp, passwords.blp):

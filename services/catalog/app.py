@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 from videoflix_shared import Settings
+from videoflix_shared.database import init_database
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
@@ -29,10 +30,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(
         SETTINGS=settings,
         SQLALCHEMY_DATABASE_URI=settings.catalog_database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
     )
     app.config.update(config)
-    db.init_app(app)
+    init_database(app, db)
     Migrate(app, db, directory=MIGRATIONS_DIR)
     app.extensions["redis"] = queue.connect(settings.redis_url)
     api = init_service(app, settings, "Videoflix catalog", health_checks={

@@ -1,8 +1,9 @@
 """The one place where ffmpeg and ffprobe command lines are built, and the runner for them.
 
-Every rung is built from a row of `ladder.RENDITIONS` by `rung_command`. All rungs share the same GOP
-(a keyframe every 2 s counted in source frames, no scene-cut keyframes), so their 4-second segments
-start on the same frames and a player can switch between rungs at any segment boundary.
+Every rung is built from a row of `ladder.RENDITIONS`: alone by `rung_command`, or several at once (one
+decode, a split filter graph, one HLS output per rung) by `split_command`, with the same per-rung options.
+All rungs share the same GOP (a keyframe every 2 s counted in source frames, no scene-cut keyframes), so
+their 4-second segments start on the same frames and a player can switch between rungs at any segment boundary.
 """
 from __future__ import annotations
 
@@ -43,23 +44,56 @@ def gop_frames(fps: float) -> int:
     return max(1, round(fps * KEYFRAME_SECONDS))
 
 
-def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool) -> list[str]:
-    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments)."""
+def video_options(rendition: Rendition, fps: float) -> list[str]:
+    """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command."""
     gop = str(gop_frames(fps))
-    maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
-    video = [
-        "-vf", f"scale=-2:{rendition.height}",
+    return [
         "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
         "-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k",
         "-bufsize", f"{rendition.bufsize_kbps}k",
         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
     ]
-    audio = ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k", "-ac", "2"] if has_audio else []
-    hls = [
+
+
+def audio_options(rendition: Rendition, has_audio: bool) -> list[str]:
+    return ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k", "-ac", "2"] if has_audio else []
+
+
+def hls_options(directory: Path | None = None) -> list[str]:
+    """The HLS muxer writing index.m3u8 + segments into `directory` (default: the current directory)."""
+    def inside(name: str) -> str:
+        return str(directory / name) if directory is not None else name
+
+    return [
         "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-        "-hls_flags", "independent_segments", "-hls_segment_filename", SEGMENT_PATTERN, PLAYLIST,
+        "-hls_flags", "independent_segments", "-hls_segment_filename", inside(SEGMENT_PATTERN), inside(PLAYLIST),
     ]
-    return [*COMMON, "-progress", "pipe:1", "-i", str(source), *maps, *video, *audio, *hls]
+
+
+def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool) -> list[str]:
+    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments)."""
+    maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
+    return [*COMMON, "-progress", "pipe:1", "-i", str(source), *maps,
+            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
+            *audio_options(rendition, has_audio), *hls_options()]
+
+
+def split_graph(renditions: list[Rendition]) -> str:
+    """Decode once, split the picture, scale one copy per rung: `[0:v]split=2[v0][v1];[v0]scale=...[o0];...`."""
+    copies = "".join(f"[v{index}]" for index in range(len(renditions)))
+    scales = [f"[v{index}]scale=-2:{rendition.height}[o{index}]" for index, rendition in enumerate(renditions)]
+    return ";".join([f"[0:v]split={len(renditions)}{copies}", *scales])
+
+
+def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: float, has_audio: bool) -> list[str]:
+    """One ffmpeg for several rungs: one HLS output per (rendition, directory), each with the same
+    codec, bitrate, GOP and HLS settings as its `rung_command`; the source is decoded once."""
+    command = [*COMMON, "-progress", "pipe:1", "-i", str(source),
+               "-filter_complex", split_graph([rendition for rendition, _ in outputs])]
+    for index, (rendition, directory) in enumerate(outputs):
+        command += ["-map", f"[o{index}]", *(["-map", "0:a:0"] if has_audio else []),
+                    *video_options(rendition, fps), *audio_options(rendition, has_audio), *hls_options(directory)]
+    return command
 
 
 def thumbnail_command(source: Path, output: Path, at_seconds: float) -> list[str]:

@@ -1,8 +1,14 @@
-"""The rq jobs: prepare a video (probe + enqueue its ladder), transcode one rung, make the thumbnail.
+"""The rq jobs: prepare a video (probe + enqueue its ladder), transcode rungs, make the thumbnail.
 
 The catalog enqueues `prepare_video` on queue `transcode`; everything else is enqueued from here with
-deterministic job ids (`video-<id>-<rung>`, `video-<id>-thumbnail`), so a repeated prepare does not
-duplicate work. Every job first asks the catalog whether the video still exists and stops quietly if not.
+deterministic job ids (`video-<id>-<rung>`, `video-<id>-rest`, `video-<id>-thumbnail`), so a repeated
+prepare does not duplicate work. Every job first asks the catalog whether the video still exists and
+stops quietly if not.
+
+`TRANSCODE_MODE` (read by the worker that runs `prepare_video`) chooses how the ladder is cut into jobs:
+- `split` (default): the first rung alone, then every other rung in one job running one ffmpeg that
+  decodes the source once (a split filter graph). Least CPU: fastest whole ladder on a few cores.
+- `rungs`: one job per rung. Scales across many workers on several machines.
 """
 from __future__ import annotations
 
@@ -33,6 +39,16 @@ BASE_TIMEOUT_SECONDS = 120
 THUMBNAIL_TIMEOUT_SECONDS = 180
 THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
 PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+MODES = ("split", "rungs")
+DEFAULT_MODE = "split"
+
+
+def transcode_mode() -> str:
+    """`TRANSCODE_MODE` from the environment; an unknown value is a configuration error."""
+    mode = os.environ.get("TRANSCODE_MODE", "").strip() or DEFAULT_MODE
+    if mode not in MODES:
+        raise ValueError(f"TRANSCODE_MODE must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
 
 
 def _context(video_id: int) -> tuple[Settings, CatalogClient, Path]:
@@ -97,11 +113,16 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         rungs = ladder.choose_rungs(media.height)
         catalog.report_probe(video_id, round(media.duration, 3), media.width, media.height, media.has_audio,
                              [rung.name for rung in rungs])
-        enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs)
+        enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
+                       transcode_mode())
 
 
 def rung_job_id(video_id: int, rung: str) -> str:
     return f"video-{video_id}-{rung}"
+
+
+def rest_job_id(video_id: int) -> str:
+    return f"video-{video_id}-rest"
 
 
 def thumbnail_job_id(video_id: int) -> str:
@@ -118,16 +139,25 @@ def _enqueue_once(queue: Queue, job_id: str, function, **options) -> Job | None:
 
 
 def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.SourceMedia,
-                   rungs: list[ladder.Rendition]) -> list[Job]:
-    """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest."""
+                   rungs: list[ladder.Rendition], mode: str = DEFAULT_MODE) -> list[Job]:
+    """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest:
+    one job per rung from small to large (`rungs`), or one job for all of them (`split`)."""
+    source_kwargs = {"source_path": str(source), "source_height": media.height, "duration": media.duration,
+                     "fps": media.fps, "has_audio": media.has_audio}
+
     def rung_job(rendition: ladder.Rendition) -> Job | None:
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
-            args=(video_id, rendition.name), kwargs={
-                "source_path": str(source), "source_height": media.height, "duration": media.duration,
-                "fps": media.fps, "has_audio": media.has_audio,
-            },
+            args=(video_id, rendition.name), kwargs=source_kwargs,
             job_timeout=int(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
+        )
+
+    def rest_job(renditions: list[ladder.Rendition]) -> Job | None:
+        factor = sum(rendition.timeout_factor for rendition in renditions)
+        return _enqueue_once(
+            queue, rest_job_id(video_id), transcode_split,
+            args=(video_id, [rendition.name for rendition in renditions]), kwargs=source_kwargs,
+            job_timeout=int(BASE_TIMEOUT_SECONDS + factor * media.duration),
         )
 
     def thumbnail_job() -> Job | None:
@@ -137,17 +167,23 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
             job_timeout=THUMBNAIL_TIMEOUT_SECONDS,
         )
 
-    jobs = [rung_job(rungs[0]), thumbnail_job()] + [rung_job(rendition) for rendition in rungs[1:]]
+    jobs = [rung_job(rungs[0]), thumbnail_job()]
+    if mode == "rungs":
+        jobs += [rung_job(rendition) for rendition in rungs[1:]]
+    elif rungs[1:]:
+        jobs.append(rest_job(rungs[1:]))
     return [job for job in jobs if job is not None]
 
 
-def progress_reporter(catalog: CatalogClient, video_id: int, rung: str, duration: float):
+def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], duration: float):
+    """Reports the progress of one ffmpeg for every rung it encodes."""
     throttle = Throttle()
 
     def report(seconds: float) -> None:
         percent = percent_done(seconds, duration)
         if throttle.allows(percent):
-            catalog.report_progress(video_id, rung, percent)
+            for rung in rungs:
+                catalog.report_progress(video_id, rung, percent)
 
     return report
 
@@ -166,10 +202,41 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
             rendition = ladder.rendition_for(rung, source_height)
             command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio)
             with publish.staging_dir(directory, rung) as staged:
-                ffmpeg.run(command, cwd=staged, on_seconds=progress_reporter(catalog, video_id, rung, duration))
+                ffmpeg.run(command, cwd=staged, on_seconds=progress_reporter(catalog, video_id, [rung], duration))
                 publish.publish_rung(staged, directory, rung)
-        published = {entry.name: entry for entry in publish.update_master(directory)}[rung]
-        catalog.report_rendition(video_id, rung, published.width, published.height, published.bandwidth)
+        report_renditions(catalog, video_id, directory, [rung])
+
+
+def transcode_split(video_id: int, rungs: list[str], source_path: str, source_height: int, duration: float,
+                    fps: float, has_audio: bool) -> None:
+    """Encode several rungs with one ffmpeg (one decode, a split filter graph), each into its own hidden
+    directory; then publish each, rewrite master.m3u8 and report every rendition.
+
+    Rungs already published (an earlier attempt got that far) are not encoded again, only reported.
+    """
+    _, catalog, directory = _context(video_id)
+    with stop_if_video_gone(catalog, video_id, directory):
+        catalog.video(video_id)
+        missing = [ladder.rendition_for(rung, source_height) for rung in rungs
+                   if not publish.is_published(directory, rung)]
+        if missing:
+            with contextlib.ExitStack() as stack:
+                outputs = [(rendition, stack.enter_context(publish.staging_dir(directory, rendition.name)))
+                           for rendition in missing]
+                command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio)
+                on_seconds = progress_reporter(catalog, video_id, [rendition.name for rendition in missing], duration)
+                ffmpeg.run(command, on_seconds=on_seconds)
+                for rendition, staged in outputs:
+                    publish.publish_rung(staged, directory, rendition.name)
+        report_renditions(catalog, video_id, directory, rungs)
+
+
+def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, rungs: list[str]) -> None:
+    """Make master.m3u8 list every published rung, then tell the catalog about `rungs`."""
+    published = {entry.name: entry for entry in publish.update_master(directory)}
+    for rung in rungs:
+        entry = published[rung]
+        catalog.report_rendition(video_id, rung, entry.width, entry.height, entry.bandwidth)
         log.info("rung published", extra={"fields": {"video_id": video_id, "rung": rung}})
 
 
@@ -196,9 +263,19 @@ def make_thumbnail(video_id: int, source_path: str, duration: float) -> None:
         catalog.report_thumbnail(video_id, target.relative_to(settings.media_dir).as_posix())
 
 
+def job_rungs(job: Job) -> list[str]:
+    """The rungs a job encodes (none for prepare and thumbnail jobs)."""
+    if job.func_name.endswith("transcode_rung"):
+        return [job.args[1]]
+    if job.func_name.endswith("transcode_split"):
+        return list(job.args[1])
+    return []
+
+
 def failure_reason(job: Job, error: BaseException | None) -> str:
     """What the uploader is told when a job has failed for good."""
-    what = f"Transcoding to {job.args[1]}" if job.func_name.endswith("transcode_rung") else "Processing"
+    rungs = job_rungs(job)
+    what = f"Transcoding to {', '.join(rungs)}" if rungs else "Processing"
     if isinstance(error, ffmpeg.FFmpegError):
         return f"{what} failed: {error.message}"
     if isinstance(error, JobTimeoutException):
@@ -214,10 +291,10 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
     log.error("job failed for good", extra={"fields": {"job_id": job.id, "reason": reason}})
     if job.func_name.endswith("make_thumbnail"):
         return
-    rung = job.args[1] if job.func_name.endswith("transcode_rung") else None
     try:
         _, catalog, _ = _context(video_id)
-        catalog.report_failed(video_id, reason, rung=rung)
+        for rung in job_rungs(job) or [None]:
+            catalog.report_failed(video_id, reason, rung=rung)
     except Exception as report_error:  # the job is already lost; do not hide why in a second traceback
         log.error("could not report the failure",
                   extra={"fields": {"video_id": video_id, "error": repr(report_error)}})

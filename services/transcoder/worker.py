@@ -23,7 +23,7 @@ from rq.job import Job
 from videoflix_shared import Settings
 from videoflix_shared.logs import configure_logging
 
-from .jobs import QUEUE, notify_failure
+from .jobs import QUEUE, notify_failure, transcode_mode
 from .process import die_with_parent
 
 WORKER_TTL = 20  # idle workers block on the queue for WORKER_TTL - 15 s, then run maintenance if due
@@ -115,8 +115,10 @@ def main() -> int:
     settings = Settings.from_env()
     configure_logging("transcoder", settings.log_level)
     logging.getLogger("rq.worker").addFilter(QuietMaintenance())
+    mode = transcode_mode()  # a wrong TRANSCODE_MODE stops the worker here, not every upload later
     worker = build_worker(settings)
-    log.info("transcoder worker starting", extra={"fields": {"worker": worker.name, "pid": os.getpid()}})
+    log.info("transcoder worker starting",
+             extra={"fields": {"worker": worker.name, "pid": os.getpid(), "mode": mode}})
     worker.work(logging_level=settings.log_level)
     return 0
 

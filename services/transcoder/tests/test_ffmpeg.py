@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from services.transcoder.ffmpeg import gop_frames, probe_command, rung_command, thumbnail_command
+from services.transcoder.ffmpeg import gop_frames, probe_command, rung_command, split_command, thumbnail_command
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 
 SOURCE = Path("/media/originals/7/clip.mp4")
@@ -44,6 +44,48 @@ def test_small_source_rung_keeps_its_height():
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *video(240, "main", "356k", "380k", "533k", "48"),
         "-c:a", "aac", "-b:a", "64k", "-ac", "2", *HLS,
     ]
+
+
+def hls_into(directory):
+    return ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags", "independent_segments",
+            "-hls_segment_filename", f"{directory}/segment_%03d.ts", f"{directory}/index.m3u8"]
+
+
+def test_split_of_two_rungs_with_audio():
+    outputs = [(BY_NAME["360p"], Path("/media/hls/7/.tmp-360p-a")), (BY_NAME["720p"], Path("/media/hls/7/.tmp-720p-b"))]
+    assert split_command(SOURCE, outputs, fps=25, has_audio=True) == [
+        *HEAD, "-filter_complex", "[0:v]split=2[v0][v1];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1]",
+        "-map", "[o0]", "-map", "0:a:0", *video(360, "main", "800k", "856k", "1200k", "50")[2:],
+        "-c:a", "aac", "-b:a", "96k", "-ac", "2", *hls_into("/media/hls/7/.tmp-360p-a"),
+        "-map", "[o1]", "-map", "0:a:0", *video(720, "high", "2800k", "2996k", "4200k", "50")[2:],
+        "-c:a", "aac", "-b:a", "128k", "-ac", "2", *hls_into("/media/hls/7/.tmp-720p-b"),
+    ]
+
+
+def test_split_of_three_rungs_without_audio_maps_no_audio_stream():
+    outputs = [(BY_NAME[name], Path(f"/v/.tmp-{name}")) for name in ("360p", "720p", "1080p")]
+    assert split_command(SOURCE, outputs, fps=30, has_audio=False) == [
+        *HEAD, "-filter_complex",
+        "[0:v]split=3[v0][v1][v2];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1];[v2]scale=-2:1080[o2]",
+        "-map", "[o0]", *video(360, "main", "800k", "856k", "1200k", "60")[2:], *hls_into("/v/.tmp-360p"),
+        "-map", "[o1]", *video(720, "high", "2800k", "2996k", "4200k", "60")[2:], *hls_into("/v/.tmp-720p"),
+        "-map", "[o2]", *video(1080, "high", "5000k", "5350k", "7500k", "60")[2:], *hls_into("/v/.tmp-1080p"),
+    ]
+
+
+@pytest.mark.parametrize("rungs", [["360p", "720p"], ["720p", "1080p", "360p"]])
+@pytest.mark.parametrize("has_audio", [True, False])
+def test_split_outputs_use_the_rung_commands_encoding_options(rungs, has_audio):
+    """Each output of the split carries exactly its rung command's codec, bitrate, GOP and HLS options."""
+    outputs = [(BY_NAME[name], Path(name)) for name in rungs]
+    command = split_command(SOURCE, outputs, fps=25, has_audio=has_audio)
+    blocks = " ".join(command).split(" -map [o")[1:]
+    for index, (rendition, _) in enumerate(outputs):
+        single = rung_command(SOURCE, rendition, fps=25, has_audio=has_audio)
+        options = single[single.index("-c:v"):single.index("-hls_segment_filename")]
+        block = blocks[index].split(" ", 1)[1]
+        assert block.startswith(("-map 0:a:0 " if has_audio else "") + " ".join(options))
+        assert block.endswith(f"{rendition.name}/segment_%03d.ts {rendition.name}/index.m3u8")
 
 
 @pytest.mark.parametrize("fps, frames", [(25, 50), (29.97, 60), (60, 120), (23.976, 48), (0.2, 1)])

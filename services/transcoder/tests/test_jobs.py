@@ -125,7 +125,9 @@ def test_missing_original_is_reported_failed(env, catalog):
     assert catalog.posted(4, "failed") == [{"reason": "The uploaded file is missing."}]
 
 
-def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, catalog, redis, make_clip, media):
+def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, catalog, redis, make_clip, media,
+                                                                        monkeypatch):
+    monkeypatch.setenv("TRANSCODE_MODE", "rungs")
     source = make_clip(media / "clip-480p-audio.mp4", 854, 480, 2)
     original = upload(env, 5, source)
     jobs.prepare_video(5, source_path=str(original))  # an absolute path works too
@@ -220,3 +222,67 @@ def test_240p_source_gets_one_rung_at_its_own_height(env, catalog, redis, make_c
     run_queue(redis)
     assert [(r["rung"], r["width"], r["height"]) for r in catalog.posted(10, "renditions")] == [("360p", 426, 240)]
     assert "RESOLUTION=426x240," in (env / "hls" / "10" / "master.m3u8").read_text()
+
+
+def test_split_mode_enqueues_first_rung_thumbnail_then_one_job_for_the_rest(env, catalog, redis, make_clip, media,
+                                                                            monkeypatch):
+    monkeypatch.setenv("TRANSCODE_MODE", "split")
+    original = upload(env, 12, make_clip(media / "clip-720p-audio.mp4", 1280, 720, 2))
+    jobs.prepare_video(12, source_path=str(original))
+    jobs.prepare_video(12, source_path=str(original))  # a repeated prepare adds no duplicate jobs
+    queue = Queue(jobs.QUEUE, connection=redis)
+    assert queue.job_ids == ["video-12-480p", "video-12-thumbnail", "video-12-rest"]
+    rest = queue.fetch_job("video-12-rest")
+    assert (rest.args, rest.retries_left) == ((12, ["360p", "720p"]), jobs.RETRIES)
+    assert rest.timeout == int(120 + (3 + 6) * probe_source(original).duration)
+
+    run_queue(redis)
+    renditions = catalog.posted(12, "renditions")
+    assert [(r["rung"], r["width"], r["height"]) for r in renditions] == [
+        ("480p", 854, 480), ("360p", 640, 360), ("720p", 1280, 720)]
+    assert {body["rung"] for body in catalog.posted(12, "progress")} == {"480p", "360p", "720p"}
+    video = env / "hls" / "12"
+    assert sorted(p.name for p in video.iterdir()) == [
+        ".lock", "360p", "480p", "720p", "master.m3u8", "thumbnail.jpg"]
+    master = (video / "master.m3u8").read_text()
+    assert master.index("360p/") < master.index("480p/") < master.index("720p/")
+
+
+def test_split_retry_after_partial_publication_encodes_only_the_missing_rung(env, catalog, make_clip, media):
+    original = upload(env, 13, make_clip(media / "clip-480p-audio-13.mp4", 854, 480, 2))
+    source = probe_source(original)
+    arguments = dict(source_path=str(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=True)
+    jobs.transcode_rung(13, "360p", **arguments)  # an earlier attempt published 360p, then died
+    segment = env / "hls" / "13" / "360p" / "segment_000.ts"
+    before = segment.stat()
+    (env / "hls" / "13" / ".tmp-480p-stale").mkdir()  # and left a half-written 480p behind
+
+    jobs.transcode_split(13, ["360p", "480p"], **arguments)
+    after = segment.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert [r["rung"] for r in catalog.posted(13, "renditions")] == ["360p", "360p", "480p"]
+    assert {body["rung"] for body in catalog.posted(13, "progress")} == {"360p", "480p"}
+    assert sorted(p.name for p in (env / "hls" / "13").iterdir()) == [".lock", "360p", "480p", "master.m3u8"]
+    assert "480p/index.m3u8" in (env / "hls" / "13" / "master.m3u8").read_text()
+
+
+def test_split_failing_every_retry_is_reported_failed_for_each_of_its_rungs(env, catalog, redis, text_as_mp4):
+    original = upload(env, 14, text_as_mp4)
+    media = SourceMedia(duration=2.0, width=1280, height=720, fps=25.0, has_audio=True)
+    queue = Queue(jobs.QUEUE, connection=redis)
+    jobs.enqueue_ladder(queue, 14, original, media, [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"]], "split")
+    run_queue(redis)
+    failed = catalog.posted(14, "failed")
+    assert [body["rung"] for body in failed] == ["480p", "360p", "720p"]
+    assert failed[1]["reason"] == failed[2]["reason"]
+    assert failed[1]["reason"].startswith("Transcoding to 360p, 720p failed: ") and "Invalid data" in failed[1]["reason"]
+    assert sorted(p.name for p in (env / "hls" / "14").iterdir()) == []
+
+
+def test_unknown_transcode_mode_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv("TRANSCODE_MODE", "parallel")
+    with pytest.raises(ValueError, match="TRANSCODE_MODE must be one of split, rungs, not 'parallel'"):
+        jobs.transcode_mode()
+    monkeypatch.delenv("TRANSCODE_MODE")
+    assert jobs.transcode_mode() == jobs.DEFAULT_MODE

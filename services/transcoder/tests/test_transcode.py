@@ -1,4 +1,5 @@
 """Real transcodes with ffmpeg: one rung end to end, the shared GOP, no audio, a failing input."""
+import contextlib
 import json
 import subprocess
 
@@ -79,3 +80,30 @@ def test_unreadable_input_raises_with_ffmpeg_message_and_publishes_nothing(tmp_p
         with publish.staging_dir(video, "360p") as staged:
             ffmpeg.run(command, cwd=staged)
     assert list(video.iterdir()) == []
+
+
+def test_split_of_a_2_second_clip_into_two_rungs_publishes_both(tmp_path, make_clip):
+    source = make_clip(tmp_path / "split.mp4", 854, 480, 2)
+    media = probe_source(source)
+    video = tmp_path / "hls" / "5"
+    renditions = [BY_NAME["360p"], BY_NAME["480p"]]
+    seen = []
+    with contextlib.ExitStack() as stack:
+        outputs = [(rendition, stack.enter_context(publish.staging_dir(video, rendition.name)))
+                   for rendition in renditions]
+        ffmpeg.run(ffmpeg.split_command(source, outputs, media.fps, media.has_audio), on_seconds=seen.append)
+        assert publish.published_rungs(video) == []  # nothing visible before the rename
+        for rendition, staged in outputs:
+            assert publish.publish_rung(staged, video, rendition.name)
+    assert seen and seen[-1] == pytest.approx(2.0, abs=0.1)
+    assert sorted(p.name for p in video.iterdir()) == ["360p", "480p"]  # the staging dirs are gone
+
+    rungs = publish.update_master(video)
+    assert [(rung.name, rung.width, rung.height, rung.codecs) for rung in rungs] == [
+        ("360p", 640, 360, "avc1.4d401e,mp4a.40.2"), ("480p", 854, 480, "avc1.4d401e,mp4a.40.2")]
+    for rung in rungs:
+        playlist = (video / rung.name / "index.m3u8").read_text()
+        assert "\nsegment_000.ts\n" in playlist and playlist.rstrip().endswith("#EXT-X-ENDLIST")
+    # the same GOP in both rungs: their segments start on the same frames
+    assert keyframe_times(video / "360p" / "segment_000.ts") == keyframe_times(video / "480p" / "segment_000.ts")
+    assert rungs[0].average_bandwidth < rungs[1].average_bandwidth
