@@ -7,6 +7,8 @@ their 4-second segments start on the same frames and a player can switch between
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -105,15 +107,25 @@ def thumbnail_command(source: Path, output: Path, at_seconds: float) -> list[str
 
 
 def run(args: list[str], cwd: Path | None = None,
-        on_seconds: Callable[[float], None] | None = None) -> None:
+        on_seconds: Callable[[float], None] | None = None, niceness: int = 0) -> None:
     """Run ffmpeg; call `on_seconds` with the encoded seconds from `-progress pipe:1` as they come.
 
-    ffmpeg dies with this process (a killed work horse leaves no orphan encoder behind). Raises
-    FFmpegError with ffmpeg's last error line when it fails.
+    ffmpeg dies with this process (a killed work horse leaves no orphan encoder behind); `niceness`
+    lowers its CPU priority. Raises FFmpegError with ffmpeg's last error line when it fails.
     """
+    def prepare_child() -> None:
+        die_with_parent()
+        if niceness:
+            # With scheduler autogroups (one per session), nice only ranks processes of one session:
+            # a session of its own whose group is niced too yields to the encoders of other workers.
+            os.setsid()
+            os.nice(niceness)
+            with contextlib.suppress(OSError):
+                Path("/proc/self/autogroup").write_text(str(niceness))
+
     with tempfile.TemporaryFile() as stderr, subprocess.Popen(
         args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        preexec_fn=die_with_parent,
+        preexec_fn=prepare_child,
     ) as process:
         try:
             for seconds in progress.encoded_seconds(process.stdout):

@@ -40,6 +40,8 @@ THUMBNAIL_TIMEOUT_SECONDS = 180
 THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
 PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 MODES = ("split", "rungs")
+# The split job yields the cores to first rungs (its own video's and others'): what a viewer waits for.
+SPLIT_NICENESS = 10
 DEFAULT_MODE = "split"
 
 
@@ -225,7 +227,7 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
                            for rendition in missing]
                 command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio)
                 on_seconds = progress_reporter(catalog, video_id, [rendition.name for rendition in missing], duration)
-                ffmpeg.run(command, on_seconds=on_seconds)
+                ffmpeg.run(command, on_seconds=on_seconds, niceness=SPLIT_NICENESS)
                 for rendition, staged in outputs:
                     publish.publish_rung(staged, directory, rendition.name)
         report_renditions(catalog, video_id, directory, rungs)

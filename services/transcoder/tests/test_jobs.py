@@ -276,7 +276,8 @@ def test_split_failing_every_retry_is_reported_failed_for_each_of_its_rungs(env,
     failed = catalog.posted(14, "failed")
     assert [body["rung"] for body in failed] == ["480p", "360p", "720p"]
     assert failed[1]["reason"] == failed[2]["reason"]
-    assert failed[1]["reason"].startswith("Transcoding to 360p, 720p failed: ") and "Invalid data" in failed[1]["reason"]
+    assert failed[1]["reason"].startswith("Transcoding to 360p, 720p failed: ")
+    assert "Invalid data" in failed[1]["reason"]
     assert sorted(p.name for p in (env / "hls" / "14").iterdir()) == []
 
 

@@ -107,3 +107,9 @@ def test_split_of_a_2_second_clip_into_two_rungs_publishes_both(tmp_path, make_c
     # the same GOP in both rungs: their segments start on the same frames
     assert keyframe_times(video / "360p" / "segment_000.ts") == keyframe_times(video / "480p" / "segment_000.ts")
     assert rungs[0].average_bandwidth < rungs[1].average_bandwidth
+
+
+def test_niceness_lowers_the_priority_of_the_encoder():
+    ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'], niceness=10)
+    with pytest.raises(ffmpeg.FFmpegError):
+        ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'])
