@@ -1,10 +1,12 @@
 """Real media for the transcoder's tests: tiny clips generated with ffmpeg's testsrc2 and sine sources."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 
 def generate_clip(path: Path, width: int, height: int, seconds: float, audio: bool = True,
@@ -46,3 +48,17 @@ def text_as_mp4(media) -> Path:
     path = media / "not-a-video.mp4"
     path.write_text("This is a text file, renamed to look like a video.\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis database of the transcoder's tests alone (flushed by them): db 14 unless overridden."""
+    return os.environ.get("TRANSCODER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@pytest.fixture
+def redis(redis_url):
+    connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()

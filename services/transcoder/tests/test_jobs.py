@@ -4,12 +4,10 @@ The stand-in only records what the transcoder sends (the catalog's own tests cov
 Redis: TRANSCODER_TEST_REDIS_URL, default db 14 of the local server, flushed by these tests.
 """
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from redis import Redis
 from rq import Queue, SimpleWorker
 
 from services.transcoder import jobs
@@ -17,7 +15,6 @@ from services.transcoder.ladder import BY_NAME
 from services.transcoder.probe import SourceMedia, probe_source
 
 TOKEN = "unit-test-service-token"
-REDIS_URL = os.environ.get("TRANSCODER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 class StandInCatalog(ThreadingHTTPServer):
@@ -81,19 +78,11 @@ def catalog():
 
 
 @pytest.fixture
-def redis():
-    connection = Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch, catalog, redis):
+def env(tmp_path, monkeypatch, catalog, redis, redis_url):
     token_file = tmp_path / "service_token"
     token_file.write_text(TOKEN + "\n")
     media_dir = tmp_path / "media"
-    for key, value in {"CATALOG_URL": catalog.url, "MEDIA_DIR": str(media_dir), "REDIS_URL": REDIS_URL,
+    for key, value in {"CATALOG_URL": catalog.url, "MEDIA_DIR": str(media_dir), "REDIS_URL": redis_url,
                        "SERVICE_TOKEN_FILE": str(token_file)}.items():
         monkeypatch.setenv(key, value)
     return media_dir

@@ -1,5 +1,5 @@
 """The worker process: dead workers' jobs are taken over, a killed worker leaves no orphan behind, and
-SIGTERM lets the current job finish. Real worker processes on real Redis (db 14, see test_jobs.py)."""
+SIGTERM lets the current job finish. Real worker processes on real Redis (db 14, see conftest.py)."""
 import os
 import signal
 import subprocess
@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from rq import Queue, Retry, Worker
 from rq.job import JobStatus
 
@@ -16,23 +15,14 @@ from services.transcoder.jobs import QUEUE
 from services.transcoder.worker import process_alive, worker_is_dead
 
 REPO = Path(__file__).resolve().parents[3]
-REDIS_URL = os.environ.get("TRANSCODER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 @pytest.fixture
-def redis():
-    connection = Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-
-
-@pytest.fixture
-def start_worker():
+def start_worker(redis_url):
     started = []
 
     def start() -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": REDIS_URL, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
         process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
                                    start_new_session=True)
         started.append(process)
