@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import mailbox
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -108,6 +109,17 @@ def make_client(api_url):
     yield factory
     for session in sessions:
         session.close()
+
+
+def generate_clip(path: Path, width: int, height: int, seconds: int, audio: bool = True) -> Path:
+    """A test clip from ffmpeg's testsrc2 picture (and a 440 Hz sine tone), H.264/AAC."""
+    inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"]
+    if audio:
+        inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    codecs += ["-c:a", "aac", "-shortest"] if audio else []
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, *codecs, str(path)], check=True)
+    return path
 
 
 def unique_email(prefix: str = "user") -> str:

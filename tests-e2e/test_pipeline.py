@@ -16,22 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STACK
+from conftest import STACK, generate_clip
 
 FORM = {"title": "Pipeline clip", "description": "testsrc2 and a sine tone", "category": "Testing"}
 TIMEOUT = 150
 RUNG_HEIGHTS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-
-
-def generate_clip(path: Path, width: int, height: int, seconds: int, audio: bool = True) -> Path:
-    inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"]
-    if audio:
-        inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    codecs += ["-c:a", "aac", "-shortest"] if audio else []
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, *codecs, str(path)], check=True)
-    return path
 
 
 @pytest.fixture(scope="module")

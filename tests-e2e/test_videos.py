@@ -1,14 +1,13 @@
 """Uploading, listing, inspecting and deleting videos through the gateway (catalog + streamer)."""
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import login, register_and_activate
+from conftest import generate_clip, login, register_and_activate
 
 FORM = {"title": "E2E clip", "description": "A generated test clip", "category": "Testing"}
 READY_TIMEOUT = 180
@@ -17,13 +16,7 @@ READY_TIMEOUT = 180
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     """A 2-second 320x240 H.264/AAC clip."""
-    path = tmp_path_factory.mktemp("clips") / "tiny clip.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi",
-         "-i", "sine=frequency=440", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-shortest", str(path)],
-        check=True)
-    return path
+    return generate_clip(tmp_path_factory.mktemp("clips") / "tiny clip.mp4", 320, 240, 2)
 
 
 def upload(client, clip: Path, **overrides):

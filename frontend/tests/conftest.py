@@ -9,7 +9,6 @@ import email
 import email.policy
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -143,10 +142,4 @@ def shoot():
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     """A 5-second 720p H.264/AAC clip with picture and tone: the transcoder makes 360p, 480p and 720p of it."""
-    path = tmp_path_factory.mktemp("media") / "sunrise_over_the_test_pattern.mp4"
-    subprocess.run([
-        "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5",
-        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path),
-    ], check=True)
-    return path
+    return e2e.generate_clip(tmp_path_factory.mktemp("media") / "sunrise_over_the_test_pattern.mp4", 1280, 720, 5)
