@@ -5,6 +5,7 @@ the same suite runs against a second stack on other ports.
 """
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import importlib.util
@@ -17,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
 
@@ -168,6 +170,30 @@ def link_params(text: str, page: str) -> tuple[str, str]:
     match = re.search(re.escape(page) + r"\?uid=([A-Za-z0-9_\-]+)&(?:amp;)?token=([A-Za-z0-9_\-.:]+)", text)
     assert match, f"no {page} link in mail:\n{text}"
     return match.group(1), match.group(2)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="session")
+def keys() -> dict[str, str]:
+    """The test stack's key pair (PEM text)."""
+    directory = Path(STACK_ENV["KEYS_DIR"])
+    return {"private": (directory / "jwt_private.pem").read_text(),
+            "public": (directory / "jwt_public.pem").read_text()}
+
+
+@pytest.fixture(scope="session")
+def mint(keys):
+    """mint(**claims) -> a valid access token, claims overriding (None removes a claim)."""
+    def factory(key: str | None = None, algorithm: str = "RS256", headers: dict | None = None, **claims):
+        now = int(time.time())
+        payload = {"sub": "42", "type": "access", "jti": uuid.uuid4().hex, "iat": now, "exp": now + 600,
+                   "csrf": "x", **claims}
+        payload = {name: value for name, value in payload.items() if value is not None}
+        return jwt.encode(payload, key or keys["private"], algorithm=algorithm, headers=headers)
+    return factory
 
 
 @pytest.fixture(scope="session")

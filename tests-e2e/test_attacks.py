@@ -8,7 +8,6 @@ answers. This file covers what they do not.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import http.client
@@ -28,6 +27,7 @@ import schemathesis
 from conftest import (
     STRONG_PASSWORD,
     ApiClient,
+    b64url,
     link_params,
     login,
     mail_text,
@@ -52,10 +52,6 @@ FLOOD_SECONDS = 20
 
 def service_url(stack_env, name: str) -> str:
     return f"http://127.0.0.1:{stack_env[f'{name.upper()}_PORT']}"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def assert_json(response, *statuses: int) -> None:
@@ -155,18 +151,14 @@ def test_fuzz_streamer(case, fuzz_credentials):
 
 # --- forged tokens where the gateway is bypassed or confused -----------------------------------------
 
-def token(key: str, algorithm: str = "RS256", headers: dict | None = None, **claims) -> str:
-    now = int(time.time())
-    payload = {"sub": "1", "type": "access", "jti": uuid.uuid4().hex, "iat": now, "exp": now + 600,
-               "csrf": "x", "is_admin": True, **claims}
-    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
-
-
 @pytest.fixture(scope="module")
-def forged(stack_env) -> dict[str, str]:
+def forged(keys, mint) -> dict[str, str]:
     """Tokens that must never be accepted, each claiming an admin with user id 1."""
-    public_pem = Path(stack_env["KEYS_DIR"], "jwt_public.pem").read_text()
-    private_pem = Path(stack_env["KEYS_DIR"], "jwt_private.pem").read_text()
+    public_pem, private_pem = keys["public"], keys["private"]
+
+    def token(key: str, **claims) -> str:
+        return mint(key=key, sub="1", is_admin=True, **claims)
+
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     other_pem = other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()

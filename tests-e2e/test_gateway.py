@@ -18,40 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
+from conftest import b64url, login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
 
 ORIGIN = "http://127.0.0.1:5500"
 SEGMENT_BYTES = bytes(range(256)) * 8
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@pytest.fixture(scope="module")
-def keys(stack_env):
-    directory = Path(stack_env["KEYS_DIR"])
-    return {"private": (directory / "jwt_private.pem").read_text(),
-            "public": (directory / "jwt_public.pem").read_text()}
-
-
-@pytest.fixture(scope="module")
-def mint(keys):
-    """mint(**claims) -> a valid access token, claims overriding (None removes a claim)."""
-    def factory(key: str | None = None, algorithm: str = "RS256", headers: dict | None = None, **claims):
-        now = int(time.time())
-        payload = {"sub": "42", "type": "access", "jti": "t" + str(random.random()), "iat": now,
-                   "exp": now + 600, "csrf": "x"}
-        payload.update(claims)
-        payload = {name: value for name, value in payload.items() if value is not None}
-        return jwt.encode(payload, key or keys["private"], algorithm=algorithm, headers=headers)
-    return factory
 
 
 def raw_token(header: dict, payload: dict, signature: bytes) -> str:
