@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -189,14 +188,8 @@ class Stack:
 
     def reset(self) -> None:
         """A fresh state, as scripts/test.sh makes one: databases, Redis db and var dir of this slot."""
-        self.down()
-        for key in ("AUTH_DATABASE_URL", "CATALOG_DATABASE_URL"):
-            server, name = self.env[key].rsplit("/", 1)
-            subprocess.run(["psql", f"{server}/postgres", "-Atqc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                           capture_output=True, check=True)
-        subprocess.run(["redis-cli", "-u", self.env["REDIS_URL"], "flushdb"], capture_output=True, check=True)
-        shutil.rmtree(self.var_dir, ignore_errors=True)
-        self.var_dir.mkdir(parents=True)
+        if self._stack_action("reset") != 0:
+            raise RuntimeError(f"stack of slot {self.slot} could not be reset")
 
     def _stack_action(self, action: str, name: str = "") -> int:
         """Run scripts/stack.py's `action` with our environment in a short-lived child process, so the

@@ -3,6 +3,7 @@
     stack.py --profile dev up      # `make up`: ports 8000/5001-5003/1025, var/
     stack.py --profile test up     # `make test`: ports 18000/15001-15003/11025, var/test/, own databases
     stack.py --profile dev down | status | prepare
+    stack.py --profile test reset  # stop, drop its databases, flush its Redis db, empty its var dir
 
 Processes are started in the background with pid files and logs under $VAR_DIR/run and $VAR_DIR/log.
 A service whose package does not exist yet is skipped.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,6 +251,18 @@ def down(env: dict[str, str]) -> int:
     return 0
 
 
+def reset(env: dict[str, str]) -> int:
+    """A fresh test stack: stopped, its databases dropped, its Redis db flushed, its VAR_DIR emptied."""
+    down(env)
+    for key in ("AUTH_DATABASE_URL", "CATALOG_DATABASE_URL"):
+        server, name = env[key].rsplit("/", 1)
+        run(f"psql {shlex.quote(server + '/postgres')} -Atqc 'DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)'", env)
+    run(f"redis-cli -u {shlex.quote(env['REDIS_URL'])} flushdb", env)
+    shutil.rmtree(env["VAR_DIR"], ignore_errors=True)
+    Path(env["VAR_DIR"]).mkdir(parents=True)
+    return 0
+
+
 def status(env: dict[str, str]) -> int:
     for process in processes(env):
         pid = running_pid(env, process.name)
@@ -259,8 +273,10 @@ def status(env: dict[str, str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
-    parser.add_argument("action", choices=["up", "down", "status", "prepare", "env"])
+    parser.add_argument("action", choices=["up", "down", "reset", "status", "prepare", "env"])
     options = parser.parse_args()
+    if options.action == "reset" and options.profile != "test":
+        parser.error("reset is for test stacks only: it would delete the dev stack's data")
     env = build_env(options.profile)
     if options.action == "env":
         for key in sorted(set(env) - set(os.environ) | set(PROFILES[options.profile])):
@@ -269,7 +285,7 @@ def main() -> int:
     if options.action == "prepare":
         prepare(env)
         return 0
-    return {"up": up, "down": down, "status": status}[options.action](env)
+    return {"up": up, "down": down, "reset": reset, "status": status}[options.action](env)
 
 
 if __name__ == "__main__":

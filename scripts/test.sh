@@ -6,15 +6,9 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
 STACK=".venv/bin/python scripts/stack.py --profile test"
 
-$STACK down >/dev/null
 # A fresh state every run: test databases, Redis db 1 and var/test are the test stack's alone.
+$STACK reset >/dev/null || exit 1
 eval "$($STACK env)"
-for url in "$AUTH_DATABASE_URL" "$CATALOG_DATABASE_URL"; do
-  dropdb -h 127.0.0.1 -U postgres --if-exists --force "${url##*/}"
-done
-redis-cli -u "$REDIS_URL" flushdb >/dev/null
-rm -rf "$VAR_DIR"
-mkdir -p "$VAR_DIR"
 
 $STACK up || { tail -n 40 "$VAR_DIR"/log/*.log; $STACK down; exit 1; }
 trap '$STACK down >/dev/null' EXIT
