@@ -55,7 +55,8 @@ class UploadSchema(ma.Schema):
 class PageSchema(ma.Schema):
     limit = fields.Integer(validate=validate.Range(min=1, max=1000),
                            metadata={"description": "Page size; without it the whole list is returned."})
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # PostgreSQL's OFFSET is a bigint: a larger one is a bad request, not a database error.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**63 - 1))
 
 
 class VideoListItemSchema(ma.Schema):

@@ -38,7 +38,8 @@ def test_list_pages_with_limit_and_offset(client, login, make_video):
     login(client, 1)
     assert [v["id"] for v in client.get("/api/video/?limit=2").json] == ids[::-1][:2]
     assert [v["id"] for v in client.get("/api/video/?limit=2&offset=4").json] == [ids[0]]
-    for query in ("limit=0", "limit=abc", "offset=-1", "limit=100000"):
+    assert client.get(f"/api/video/?offset={2**63 - 1}").json == []  # the largest OFFSET PostgreSQL takes
+    for query in ("limit=0", "limit=abc", "offset=-1", "limit=100000", f"offset={2**63}"):
         response = client.get(f"/api/video/?{query}")
         assert response.status_code == 400, query
         assert list(response.json) == [query.split("=")[0]]
