@@ -119,7 +119,8 @@ def main() -> int:
     worker = build_worker(settings)
     log.info("transcoder worker starting",
              extra={"fields": {"worker": worker.name, "pid": os.getpid(), "mode": mode}})
-    worker.work(logging_level=settings.log_level)
+    # The scheduler (one per Redis, whichever worker holds its lock) enqueues the retries rq delays.
+    worker.work(logging_level=settings.log_level, with_scheduler=True)
     return 0
 
 
