@@ -168,6 +168,21 @@ def test_reconciler_and_transcoder_run_their_commands(services):
 
 # --- Scaling and ports -------------------------------------------------------------------------------
 
+def networks_of(service: dict) -> set[str]:
+    return set(service.get("networks") or ["default"])
+
+
+def test_transcoder_reaches_only_redis_and_the_catalog(compose, services):
+    """It runs ffmpeg on hostile uploads: no database, no auth, no mail, no gateway, no way out."""
+    transcoding = networks_of(services["transcoder"])
+    reachable = {name for name, service in services.items()
+                 if name != "transcoder" and networks_of(service) & transcoding}
+    assert reachable == {"redis", "catalog"}
+    assert all(compose["networks"][name].get("internal") is True for name in transcoding)
+    for name in ("redis", "catalog"):
+        assert "default" in networks_of(services[name]), f"{name} must stay reachable by the rest of the stack"
+
+
 def test_transcoder_can_be_scaled(services):
     transcoder = services["transcoder"]
     for fixed in ("container_name", "ports", "hostname"):
