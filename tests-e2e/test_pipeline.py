@@ -235,6 +235,12 @@ def test_video_deleted_mid_transcode_stops_its_jobs_and_leaves_no_files(logged_i
     video = upload(client, long_clip, title="Deleted while transcoding")
     encoder = wait_for_encoder(client, video["id"])
     assert client.delete(f"video/{video['id']}/").status_code == 204
+    # At once: the catalog stops the running job (rq's stop-job command kills its work horse and ffmpeg),
+    # not at ffmpeg's next failed segment write.
+    deadline = time.monotonic() + 5
+    while alive(encoder):
+        assert time.monotonic() < deadline, "ffmpeg kept encoding a deleted video"
+        time.sleep(0.05)
     hls = Path(stack_env["MEDIA_DIR"]) / "hls" / str(video["id"])
     deadline = time.monotonic() + 20
     quiet_since = None

@@ -43,4 +43,5 @@ class ResourceLimits:
     def apply(self) -> None:
         """In the child, before exec: limits that ffmpeg cannot raise again."""
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
+        # SIGXCPU at the soft limit (ffmpeg dies of it); SIGKILL a little later if it ignored that.
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
