@@ -52,7 +52,8 @@ def test_worker_is_dead(redis):
 def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(redis, start_worker):
     queue = Queue(QUEUE, connection=redis)
     first = start_worker()
-    job = queue.enqueue("time.sleep", 3, job_id="sleepy", retry=Retry(max=1))
+    # Long enough to outlast a second worker's start-up on a loaded machine: the kill must find it running.
+    job = queue.enqueue("time.sleep", 8, job_id="sleepy", retry=Retry(max=1))
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
     horse = wait_for(lambda: work_horse(first.pid))
     first_worker_name = job.worker_name
@@ -63,7 +64,7 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     first.kill()
     first.wait()
     wait_for(lambda: not process_alive(horse), timeout=5)  # no orphan keeps working on the job
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
     job.refresh()
     assert job.retries_left == 0
     assert job.worker_name != first_worker_name
