@@ -33,7 +33,7 @@ def _send_reset_link(email: str) -> None:
     if user:
         link = links.issue(user, PASSWORD_RESET)
         db.session.commit()
-        mail.send(user.email, "Reset your password", "password_reset", link=link,
+        mail.send(email, "Reset your password", "password_reset", link=link,
                   expires_in=mail.describe(current_app.config["RESET_LINK_LIFETIME"]))
 
 
