@@ -47,6 +47,8 @@ PROFILES = {
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
+        "GATEWAY_TOKEN_RECHECK_SECONDS": "3",
     },
 }
 
@@ -112,23 +114,40 @@ def build_env(profile: str) -> dict[str, str]:
     return env
 
 
+def public_keys_dir(env: dict[str, str]) -> Path:
+    """The public key and the service token, without the private key: every process but auth's reads
+    its KEYS_DIR here."""
+    return Path(env["VAR_DIR"]) / "public-keys"
+
+
+def without_private_key(env: dict[str, str]) -> str:
+    """`env ...` prefix pointing a process at the public keys only."""
+    public = public_keys_dir(env)
+    return f"env KEYS_DIR={shlex.quote(str(public))} SERVICE_TOKEN_FILE={shlex.quote(str(public / 'service_token'))}"
+
+
 def processes(env: dict[str, str]) -> list[Process]:
     gunicorn = "gunicorn -c services/gunicorn.conf.py"
     gateway_dir = Path(env["VAR_DIR"]) / "gateway"
+    public = without_private_key(env)
     listed = [
         Process("mailsink", f"python scripts/mailsink.py --port {env['SMTP_PORT']} --maildir {env['MAIL_DIR']}", ""),
     ]
     for name in ("auth", "catalog", "streamer"):
         port = env[f"{name.upper()}_PORT"]
+        keys = "" if name == "auth" else f"{public} "
         listed.append(Process(
-            name, f"env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
+            name, f"{keys}env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
             f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
         ))
     listed.append(Process(
-        "reconciler", "flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+        "reconciler", f"{public} flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+    ))
+    listed.append(Process(  # auth's housekeeping: expired link and refresh tokens, hourly
+        "pruner", "flask --app services.auth.app prune-tokens --every 3600", "services/auth/app.py",
     ))
     for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
-        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+        listed.append(Process(f"transcoder-{index + 1}", f"{public} python -m services.transcoder.worker",
                               "services/transcoder/worker.py"))
     listed.append(Process(
         "gateway", f"nginx -p {gateway_dir} -c {gateway_dir}/nginx.conf -g 'daemon off;'",
@@ -158,7 +177,8 @@ def prepare(env: dict[str, str]) -> None:
     var = Path(env["VAR_DIR"])
     for sub in ("run", "log", "media", "gateway"):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])}", env)
+    run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])} {shlex.quote(str(public_keys_dir(env)))}",
+        env)
     for service in ("auth", "catalog"):
         if (ROOT / "services" / service / "migrations").exists():
             ensure_database(database_name(env[f"{service.upper()}_DATABASE_URL"]), env)
@@ -166,7 +186,7 @@ def prepare(env: dict[str, str]) -> None:
     if (ROOT / "frontend" / "build.sh").exists():
         run("frontend/build.sh", env)
     if (ROOT / "gateway" / "render.sh").exists():
-        run(f"gateway/render.sh {var / 'gateway'}", env)
+        run(f"gateway/render.sh {var / 'gateway'}", {**env, "KEYS_DIR": str(public_keys_dir(env))})
 
 
 def pid_file(env: dict[str, str], name: str) -> Path:

@@ -84,6 +84,13 @@ def test_missing_fields_are_400_field_errors(logged_in_client, clip):
     assert list(response.json()) == ["category"]
 
 
+def test_control_characters_in_an_upload_are_400_not_500(logged_in_client, clip):
+    for field in ("title", "description", "category"):
+        response = upload(logged_in_client, clip, **{field: "a\x00b"})
+        assert response.status_code == 400, (field, response.text)
+        assert response.json() == {field: ["Control characters are not allowed."]}
+
+
 def test_oversize_upload_is_413(logged_in_client, stack_env):
     limit = int(stack_env["MAX_UPLOAD_BYTES"])
     for file_size in (limit + 1, limit + 2 * 1024 * 1024):  # refused by the catalog, then by the gateway

@@ -148,11 +148,37 @@ def test_services_start_after_keys_migrations_and_their_backends(services):
         assert not missing, f"{name} may start before {sorted(missing)}"
 
 
+AUTH_CONTAINERS = {"keys", "auth", "migrate-auth", "admin", "pruner"}
+
+
+def test_only_auths_containers_can_read_the_private_key(services):
+    """The `keys` volume (private key) is auth's; every other container mounts `public-keys` (the
+    public key and the service token, copied there by the keys job) at the same place."""
+    with_private_key = {name for name, service in services.items()
+                        if any(source == "keys" for source, _, _ in volume_mounts(service))}
+    assert with_private_key == AUTH_CONTAINERS
+    for name, service in services.items():
+        mounts = {target: (source, read_only) for source, target, read_only in volume_mounts(service)}
+        if name in AUTH_CONTAINERS or "/data/keys" not in mounts:
+            continue
+        assert mounts["/data/keys"] == ("public-keys", True), name
+    assert ("public-keys", "/data/public-keys", False) in volume_mounts(services["keys"])
+    for name in ("catalog", "reconciler", "transcoder", "streamer", "gateway", "migrate-catalog"):
+        assert ("public-keys", "/data/keys", True) in volume_mounts(services[name]), name
+
+
+def test_pruner_deletes_expired_tokens_hourly(services):
+    pruner = services["pruner"]
+    assert pruner["command"] == ["flask", "--app", "services.auth.app", "prune-tokens", "--every", "3600"]
+    assert not is_job(pruner) and "healthcheck" in pruner
+    assert depends_on(pruner)["migrate-auth"]["condition"] == "service_completed_successfully"
+
+
 def test_one_shot_jobs_run_keys_migrations_and_admin(services):
     commands = {name: " ".join(services[name]["command"]) for name in
                 ("keys", "migrate-auth", "migrate-catalog", "admin")}
     assert all(is_job(services[name]) for name in commands)
-    assert commands["keys"] == "python -m videoflix_shared.keys /data/keys"
+    assert commands["keys"] == "python -m videoflix_shared.keys /data/keys /data/public-keys"
     for service in ("auth", "catalog"):
         assert commands[f"migrate-{service}"] == (
             f"flask --app services.{service}.app db upgrade -d services/{service}/migrations")
