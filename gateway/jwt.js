@@ -78,4 +78,45 @@ async function verify(r) {
     r.return(204);
 }
 
-export default { verify };
+const VIDEO_ID = /^[1-9][0-9]{0,17}$/;
+/* How long one answer about a video's media stands: a change of visibility (a video turning ready or
+ * hidden, deleted) or a revoked token takes effect within this. */
+const VIDEO_ACCESS_SECONDS = 30;
+const HIDDEN_VIDEO_SECONDS = 5;
+
+/*
+ * js_content of the socket the /_video_access cache asks on a miss: the token as in verify(), then the
+ * catalog's answer for the video (/catalog_video): 204 with X-User-Id when the user may see it, 403
+ * when not (hidden or unknown; the gateway answers 404), 401 for a bad token. Cached per video and
+ * token for a short while, never past the token's `exp`.
+ */
+async function verifyVideoAccess(r) {
+    const token = r.headersIn['Access-Token'] || '';
+    const videoId = r.headersIn['Video-Id'] || '';
+    const subject = await verifiedSubject(token, r.variables.jwt_public_key_file);
+    if (!subject) {
+        r.return(401);
+        return;
+    }
+    if (!VIDEO_ID.test(videoId)) {
+        r.return(403);
+        return;
+    }
+    const reply = await r.subrequest('/catalog_video', { args: 'id=' + videoId, method: 'GET' });
+    if (reply.status === 401) {
+        r.return(401);
+        return;
+    }
+    if (reply.status !== 200 && reply.status !== 404) {
+        r.return(502);  // not cached: the catalog could not say
+        return;
+    }
+    const visible = reply.status === 200;
+    const exp = decodeJson(token.split('.')[1]).exp;
+    const until = Date.now() / 1000 + (visible ? VIDEO_ACCESS_SECONDS : HIDDEN_VIDEO_SECONDS);
+    r.headersOut['X-User-Id'] = subject;
+    r.headersOut['X-Accel-Expires'] = '@' + Math.floor(Math.min(exp, until));
+    r.return(visible ? 204 : 403);
+}
+
+export default { verify, verifyVideoAccess };

@@ -23,7 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import b64url, login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
+from conftest import b64url, catalog_video, login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
 
 ORIGIN = "http://127.0.0.1:5500"
 SEGMENT_BYTES = bytes(range(256)) * 8
@@ -36,8 +36,10 @@ def raw_token(header: dict, payload: dict, signature: bytes) -> str:
 
 @pytest.fixture
 def video(stack_env):
-    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8). Yields the id."""
-    video_id = str(random.randint(10**12, 10**13))
+    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8), ready in the
+    catalog (of another user than the tokens' "42"). Yields the id."""
+    video_id = str(random.randint(10**9, 2**31 - 1))
+    catalog_video(int(video_id), owner_id=7)
     rung = Path(stack_env["MEDIA_DIR"]) / "hls" / video_id / "480p"
     rung.mkdir(parents=True)
     (rung / "segment_000.ts").write_bytes(SEGMENT_BYTES)

@@ -83,6 +83,30 @@ class EchoUpstream(BaseHTTPRequestHandler):
         pass
 
 
+class CatalogStub(BaseHTTPRequestHandler):
+    """The catalog as the gateway's media check sees it: video 5 is visible, every other id is not (404).
+
+    Anything else gets no answer (a 502 at the gateway), as if the catalog were down.
+    """
+
+    VISIBLE = {"5"}
+
+    def do_GET(self):
+        parts = self.path.split("/")
+        if len(parts) == 5 and parts[1:3] == ["api", "video"] and parts[4] == "":
+            visible = parts[3] in self.VISIBLE and "access_token=" in (self.headers.get("Cookie") or "")
+            self.send_response(200 if visible else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.close_connection = True
+
+    do_POST = do_DELETE = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
 class Gateway:
     def __init__(self, directory: Path):
         self.keys = directory / "keys"
@@ -93,7 +117,9 @@ class Gateway:
         self.frontend.mkdir()
         (self.frontend / "index.html").write_text("<!doctype html><title>Videoflix</title>")
         self.upstream = ThreadingHTTPServer(("127.0.0.1", 0), EchoUpstream)
-        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        self.catalog = ThreadingHTTPServer(("127.0.0.1", 0), CatalogStub)
+        for server in (self.upstream, self.catalog):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         for _ in range(3):  # a free port may be taken by someone else before nginx binds it
             if self.start(free_port()):
                 return
@@ -103,7 +129,7 @@ class Gateway:
         echo = f"127.0.0.1:{self.upstream.server_address[1]}"
         self.url = f"http://127.0.0.1:{port}"
         render(self.prefix, GATEWAY_PORT=str(port), AUTH_UPSTREAM=echo, STREAMER_UPSTREAM=echo,
-               CATALOG_UPSTREAM="127.0.0.1:1",  # nothing listens there: the catalog is "down"
+               CATALOG_UPSTREAM=f"127.0.0.1:{self.catalog.server_address[1]}",
                MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
                CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024))
         self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
@@ -132,6 +158,7 @@ class Gateway:
         self.process.terminate()
         self.process.wait(10)
         self.upstream.shutdown()
+        self.catalog.shutdown()
 
 
 @pytest.fixture
@@ -252,7 +279,7 @@ def test_verified_tokens_are_cached_until_they_expire(gateway):
     assert requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": token}).ok
     cached = [path for path in (gateway.prefix / "cache").rglob("*") if path.is_file()]
     assert len(cached) == 1
-    assert token.encode() in cached[0].read_bytes()  # keyed by the token itself
+    assert b"5 " + token.encode() in cached[0].read_bytes()  # keyed by the video and the token itself
 
 
 def test_missing_public_key_fails_closed(gateway):
@@ -268,3 +295,22 @@ def test_a_new_render_starts_with_an_empty_token_cache(workdir):
     (workdir / "cache" / "jwt" / "entry").write_text("verified under the old key")
     render(workdir, KEYS_DIR=str(workdir / "keys"))
     assert not any((workdir / "cache").iterdir())
+
+
+# --- a video's media is served only to those the catalog shows the video to ------------------------------
+
+@pytest.mark.parametrize("path", ["480p/segment_000.ts", "480p/segment_000.ts/", "480p/index.m3u8",
+                                  "master.m3u8", "thumbnail.jpg"])
+def test_media_of_a_hidden_video_is_404_like_a_missing_one(gateway, path):
+    for video_id in ("5", "6"):
+        rung = gateway.media / "hls" / video_id / "480p"
+        rung.mkdir(parents=True, exist_ok=True)
+        (rung / "segment_000.ts").write_bytes(b"segment of " + video_id.encode())
+        (rung.parent / "master.m3u8").write_text("#EXTM3U\n")
+    token = gateway.token()
+    visible = requests.get(f"{gateway.url}/api/video/5/{path}", cookies={"access_token": token})
+    assert visible.status_code == 200, visible.text
+    for video_id in ("6", "7"):  # hidden from this user by the catalog; unknown
+        response = requests.get(f"{gateway.url}/api/video/{video_id}/{path}", cookies={"access_token": token})
+        assert response.status_code == 404, response.text
+        assert response.json() == {"detail": "Not found."}
