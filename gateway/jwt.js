@@ -78,6 +78,13 @@ async function verify(r) {
     r.return(204);
 }
 
+/* js_set: the `sub` of the access token cookie, NOT verified (the upload limit's key; see nginx.conf). */
+function unverifiedSubject(r) {
+    const parts = (r.variables.cookie_access_token || '').split('.');
+    const claims = parts.length === 3 && BASE64URL.test(parts[1]) ? decodeJson(parts[1]) : null;
+    return claims && typeof claims.sub === 'string' && SUBJECT.test(claims.sub) ? claims.sub : '';
+}
+
 const VIDEO_ID = /^[1-9][0-9]{0,17}$/;
 /* How long one answer about a video's media stands: a change of visibility (a video turning ready or
  * hidden, deleted) or a revoked token takes effect within this. */
@@ -119,4 +126,4 @@ async function verifyVideoAccess(r) {
     r.return(visible ? 204 : 403);
 }
 
-export default { verify, verifyVideoAccess };
+export default { verify, verifyVideoAccess, unverifiedSubject };
