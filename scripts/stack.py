@@ -45,6 +45,8 @@ PROFILES = {
         "TRANSCODER_WORKERS": "2",
         # Each e2e test sends from its own 127.0.0.x: up to 20 account requests in a row, then 1 per 2 s.
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
+        # A TLS proxy in front of the gateway, as the e2e suite plays it (clients send from .2 to .251).
+        "TRUSTED_PROXIES": "127.0.0.252",
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
     },

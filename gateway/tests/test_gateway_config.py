@@ -195,6 +195,13 @@ def test_cors_origins_become_map_entries(workdir):
                        '"http://[::1]:8000" "http://[::1]:8000";']
 
 
+def test_trusted_proxies_become_real_ip_sources(workdir):
+    config = render(workdir, TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7 2001:db8::/32 bad;x $y").read_text()
+    assert re.findall(r"set_real_ip_from (.+);", config) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    assert re.findall(r"^ +(\S+) 1;$", config, re.MULTILINE) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    assert "set_real_ip_from" not in render(workdir, TRUSTED_PROXIES="").read_text()
+
+
 def test_upload_limit_is_max_upload_bytes_plus_multipart_slack(workdir):
     config = render(workdir, MAX_UPLOAD_BYTES="1000").read_text()
     assert f"client_max_body_size {1000 + 1024 * 1024};" in config
