@@ -93,7 +93,8 @@ class CatalogStub(BaseHTTPRequestHandler):
 
     def do_GET(self):
         parts = self.path.split("/")
-        if len(parts) == 5 and parts[1:3] == ["api", "video"] and parts[4] == "":
+        if self.command == "GET" and len(parts) == 5 and parts[1:3] == ["api", "video"] and parts[3].isdigit() \
+                and parts[4] == "":
             visible = parts[3] in self.VISIBLE and "access_token=" in (self.headers.get("Cookie") or "")
             self.send_response(200 if visible else 404)
             self.send_header("Content-Length", "0")
@@ -198,7 +199,9 @@ def test_cors_origins_become_map_entries(workdir):
 def test_trusted_proxies_become_real_ip_sources(workdir):
     config = render(workdir, TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7 2001:db8::/32 bad;x $y").read_text()
     assert re.findall(r"set_real_ip_from (.+);", config) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
-    assert re.findall(r"^ +(\S+) 1;$", config, re.MULTILINE) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    geo = config[config.index("geo $realip_remote_addr"):]
+    assert re.findall(r"^ +(\S+) 1;$", geo[:geo.index("}")], re.MULTILINE) == [
+        "10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
     assert "set_real_ip_from" not in render(workdir, TRUSTED_PROXIES="").read_text()
 
 
