@@ -68,28 +68,91 @@ async function verifiedClaims(token, publicKeyPath) {
 }
 
 /*
+ * The claims of a valid access token whose login session is live, or a status to answer instead:
+ * 401 for a bad token or an ended session, 503 when auth cannot tell (never a pass).
+ */
+async function liveClaims(r, token) {
+    const claims = await verifiedClaims(token, r.variables.jwt_public_key_file);
+    if (!claims) {
+        return { status: 401 };
+    }
+    const session = await r.subrequest('/_session/' + claims.sid, { method: 'GET' });
+    if (session.status === 204) {
+        return { claims };
+    }
+    if (session.status !== 404) {
+        r.error('session check for a token answered ' + session.status);
+    }
+    return { status: session.status === 404 ? 401 : 503 };
+}
+
+/* When a positive answer must be asked again: after `seconds`, the recheck period, or `exp`. */
+function cachedUntil(r, claims, seconds) {
+    const now = Date.now() / 1000;
+    const recheck = Number(r.variables.jwt_recheck_seconds);
+    return '@' + Math.floor(Math.min(claims.exp, now + seconds, now + recheck));
+}
+
+/*
  * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id and X-Accel-Expires
  * (nginx caches the answer for the recheck period, never past the token's `exp`), 401, or 503 when
  * auth cannot tell whether the session is live (nginx then answers a JSON 500: never a pass).
  */
 async function verify(r) {
-    const claims = await verifiedClaims(r.headersIn['Access-Token'] || '', r.variables.jwt_public_key_file);
-    if (!claims) {
-        r.return(401);
+    const live = await liveClaims(r, r.headersIn['Access-Token'] || '');
+    if (!live.claims) {
+        r.return(live.status);
         return;
     }
-    const session = await r.subrequest('/_session/' + claims.sid, { method: 'GET' });
-    if (session.status !== 204) {
-        if (session.status !== 404) {
-            r.error('session check for a token answered ' + session.status);
-        }
-        r.return(session.status === 404 ? 401 : 503);
-        return;
-    }
-    const recheckAt = Math.floor(Date.now() / 1000) + Number(r.variables.jwt_recheck_seconds);
-    r.headersOut['X-User-Id'] = claims.sub;
-    r.headersOut['X-Accel-Expires'] = '@' + Math.min(Math.floor(claims.exp), recheckAt);
+    r.headersOut['X-User-Id'] = live.claims.sub;
+    r.headersOut['X-Accel-Expires'] = cachedUntil(r, live.claims, Infinity);
     r.return(204);
 }
 
-export default { verify };
+/* js_set: the `sub` of the access token cookie, NOT verified (the upload limit's key; see nginx.conf). */
+function unverifiedSubject(r) {
+    const parts = (r.variables.cookie_access_token || '').split('.');
+    const claims = parts.length === 3 && BASE64URL.test(parts[1]) ? decodeJson(parts[1]) : null;
+    return claims && typeof claims.sub === 'string' && SUBJECT.test(claims.sub) ? claims.sub : '';
+}
+
+const VIDEO_ID = /^[1-9][0-9]{0,17}$/;
+/* How long one answer about a video's media stands: a change of visibility (a video turning ready or
+ * hidden, deleted) or a revoked token takes effect within this. */
+const VIDEO_ACCESS_SECONDS = 30;
+const HIDDEN_VIDEO_SECONDS = 5;
+
+/*
+ * js_content of the socket the /_video_access cache asks on a miss: the token as in verify(), then the
+ * catalog's answer for the video (/catalog_video): 204 with X-User-Id when the user may see it, 403
+ * when not (hidden or unknown; the gateway answers 404), 401 for a bad token. Cached per video and
+ * token for a short while, never past the token's `exp`.
+ */
+async function verifyVideoAccess(r) {
+    const token = r.headersIn['Access-Token'] || '';
+    const videoId = r.headersIn['Video-Id'] || '';
+    const live = await liveClaims(r, token);
+    if (!live.claims) {
+        r.return(live.status);
+        return;
+    }
+    if (!VIDEO_ID.test(videoId)) {
+        r.return(403);
+        return;
+    }
+    const reply = await r.subrequest('/catalog_video', { args: 'id=' + videoId, method: 'GET' });
+    if (reply.status === 401) {
+        r.return(401);
+        return;
+    }
+    if (reply.status !== 200 && reply.status !== 404) {
+        r.return(502);  // not cached: the catalog could not say
+        return;
+    }
+    const visible = reply.status === 200;
+    r.headersOut['X-User-Id'] = live.claims.sub;
+    r.headersOut['X-Accel-Expires'] = cachedUntil(r, live.claims, visible ? VIDEO_ACCESS_SECONDS : HIDDEN_VIDEO_SECONDS);
+    r.return(visible ? 204 : 403);
+}
+
+export default { verify, verifyVideoAccess, unverifiedSubject };

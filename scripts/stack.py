@@ -30,7 +30,7 @@ PROFILES = {
     "dev": {
         "VAR_DIR": str(ROOT / "var"),
         "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
-        "SMTP_PORT": "1025",
+        "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -38,13 +38,15 @@ PROFILES = {
     "test": {
         "VAR_DIR": str(ROOT / "var" / "test"),
         "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
-        "SMTP_PORT": "11025",
+        "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
         "TRANSCODER_WORKERS": "2",
         # Each e2e test sends from its own 127.0.0.x: up to 20 account requests in a row, then 1 per 2 s.
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
+        # A TLS proxy in front of the gateway, as the e2e suite plays it (clients send from .2 to .251).
+        "TRUSTED_PROXIES": "127.0.0.252",
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
         # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
@@ -79,7 +81,7 @@ def test_slot_profile(slot: int) -> dict[str, str]:
         **PROFILES["test"],
         "VAR_DIR": str(ROOT / "var" / f"test{slot}"),
         "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
-        "STREAMER_PORT": str(base + 3), "SMTP_PORT": str(base + 25),
+        "STREAMER_PORT": str(base + 3), "CATALOG_INTERNAL_PORT": str(base + 4), "SMTP_PORT": str(base + 25),
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
         "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
@@ -102,7 +104,8 @@ def build_env(profile: str) -> dict[str, str]:
     env.setdefault("MAIL_DIR", str(var / "mail"))
     env.setdefault("FRONTEND_DIR", str(ROOT / "frontend" / "dist"))
     env["SMTP_HOST"] = env.get("SMTP_HOST", "127.0.0.1")
-    env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_PORT']}"
+    # The transcoder reports to the catalog's internal API process, which public traffic never reaches.
+    env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}"
     env["AUTH_UPSTREAM"] = f"127.0.0.1:{env['AUTH_PORT']}"
     env["CATALOG_UPSTREAM"] = f"127.0.0.1:{env['CATALOG_PORT']}"
     env["STREAMER_UPSTREAM"] = f"127.0.0.1:{env['STREAMER_PORT']}"
@@ -140,6 +143,13 @@ def processes(env: dict[str, str]) -> list[Process]:
             name, f"{keys}env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
             f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
         ))
+    # The same catalog app for the transcoder's /internal/ reports, in its own process: slow or
+    # numerous public requests cannot take the threads the transcoders need.
+    listed.append(Process(
+        "catalog-internal",
+        f"env PORT={env['CATALOG_INTERNAL_PORT']} GUNICORN_WORKERS=1 {gunicorn} 'services.catalog.app:create_app()'",
+        "services/catalog/app.py", f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}/healthz",
+    ))
     listed.append(Process(
         "reconciler", f"{public} flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
     ))

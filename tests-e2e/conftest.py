@@ -205,6 +205,18 @@ def mint(keys, live_session_id):
     return factory
 
 
+def catalog_video(video_id: int, owner_id: int, status: str = "ready") -> None:
+    """A video row written straight into the test stack's catalog database (for media published by hand)."""
+    import psycopg2
+
+    with psycopg2.connect(STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO videos (id, title, description, category, owner_id, created_at, updated_at, status,"
+            " progress, original_filename) VALUES (%s, 'fake', '', 'test', %s, now(), now(), %s, 0, 'fake.mp4')",
+            (video_id, owner_id, status))
+    connection.close()
+
+
 @pytest.fixture(scope="session")
 def mail() -> Mailbox:
     return Mailbox(Path(STACK_ENV["MAIL_DIR"]))

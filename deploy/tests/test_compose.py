@@ -453,3 +453,20 @@ def test_docker_compose_resolves_a_dotenv_made_from_the_template(tmp_path, templ
     assert [(p["published"], p["target"]) for p in resolved["gateway"]["ports"]] == [("9000", 8000)]
     assert resolved["transcoder"]["deploy"]["replicas"] == 3
     assert resolved["auth"]["build"]["context"] == str(tmp_path)
+
+
+def test_transcoders_report_to_a_catalog_process_of_their_own(services):
+    internal = services["catalog-internal"]
+    assert internal["image"] == services["catalog"]["image"]
+    assert environment(internal)["GUNICORN_WORKERS"] == "1"
+    assert environment(services["transcoder"])["CATALOG_URL"] == "http://catalog-internal:8000"
+    assert "catalog-internal" in depends_on(services["transcoder"])
+    gateway = environment(services["gateway"])
+    assert "catalog-internal" not in " ".join(gateway.values())  # never routed
+
+
+def test_cookies_are_secure_by_default_in_compose(services, template):
+    for name in ("auth", "catalog", "streamer"):
+        value = environment(services[name])["COOKIE_SECURE"]
+        assert interpolate(value, {}) == "true", name
+        assert interpolate(value, template) == "true", name  # a .env copied from .env.template too

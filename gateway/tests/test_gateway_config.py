@@ -97,6 +97,31 @@ class EchoUpstream(BaseHTTPRequestHandler):
         pass
 
 
+class CatalogStub(BaseHTTPRequestHandler):
+    """The catalog as the gateway's media check sees it: video 5 is visible, every other id is not (404).
+
+    Anything else gets no answer (a 502 at the gateway), as if the catalog were down.
+    """
+
+    VISIBLE = {"5"}
+
+    def do_GET(self):
+        parts = self.path.split("/")
+        if self.command == "GET" and len(parts) == 5 and parts[1:3] == ["api", "video"] and parts[3].isdigit() \
+                and parts[4] == "":
+            visible = parts[3] in self.VISIBLE and "access_token=" in (self.headers.get("Cookie") or "")
+            self.send_response(200 if visible else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.close_connection = True
+
+    do_POST = do_DELETE = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
 class Gateway:
     def __init__(self, directory: Path):
         self.keys = directory / "keys"
@@ -107,7 +132,9 @@ class Gateway:
         self.frontend.mkdir()
         (self.frontend / "index.html").write_text("<!doctype html><title>Videoflix</title>")
         self.upstream = ThreadingHTTPServer(("127.0.0.1", 0), EchoUpstream)
-        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        self.catalog = ThreadingHTTPServer(("127.0.0.1", 0), CatalogStub)
+        for server in (self.upstream, self.catalog):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         for _ in range(3):  # a free port may be taken by someone else before nginx binds it
             if self.start(free_port()):
                 return
@@ -117,7 +144,7 @@ class Gateway:
         echo = f"127.0.0.1:{self.upstream.server_address[1]}"
         self.url = f"http://127.0.0.1:{port}"
         render(self.prefix, GATEWAY_PORT=str(port), AUTH_UPSTREAM=echo, STREAMER_UPSTREAM=echo,
-               CATALOG_UPSTREAM="127.0.0.1:1",  # nothing listens there: the catalog is "down"
+               CATALOG_UPSTREAM=f"127.0.0.1:{self.catalog.server_address[1]}",
                MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
                CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
                GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS))
@@ -154,6 +181,7 @@ class Gateway:
         self.process.terminate()
         self.process.wait(10)
         self.upstream.shutdown()
+        self.catalog.shutdown()
 
 
 @pytest.fixture
@@ -188,6 +216,15 @@ def test_cors_origins_become_map_entries(workdir):
     assert entries == ['"http://a.example:5500" "http://a.example:5500";',
                        '"https://b.example" "https://b.example";',
                        '"http://[::1]:8000" "http://[::1]:8000";']
+
+
+def test_trusted_proxies_become_real_ip_sources(workdir):
+    config = render(workdir, TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7 2001:db8::/32 bad;x $y").read_text()
+    assert re.findall(r"set_real_ip_from (.+);", config) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    geo = config[config.index("geo $realip_remote_addr"):]
+    assert re.findall(r"^ +(\S+) 1;$", geo[:geo.index("}")], re.MULTILINE) == [
+        "10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    assert "set_real_ip_from" not in render(workdir, TRUSTED_PROXIES="").read_text()
 
 
 def test_upload_limit_is_max_upload_bytes_plus_multipart_slack(workdir):
@@ -274,7 +311,7 @@ def test_verified_tokens_are_cached_until_they_expire(gateway):
     assert requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": token}).ok
     cached = [path for path in (gateway.prefix / "cache").rglob("*") if path.is_file()]
     assert len(cached) == 1
-    assert token.encode() in cached[0].read_bytes()  # keyed by the token itself
+    assert b"5 " + token.encode() in cached[0].read_bytes()  # keyed by the video and the token itself
 
 
 def test_a_token_stops_working_once_its_session_is_revoked(gateway):
@@ -347,3 +384,22 @@ def test_link_tokens_stay_out_of_the_error_log(workdir):
         _, errors = gateway.process.communicate(timeout=10)
     assert "/api/register/" in errors.decode()
     assert secret not in errors.decode()
+
+
+# --- a video's media is served only to those the catalog shows the video to ------------------------------
+
+@pytest.mark.parametrize("path", ["480p/segment_000.ts", "480p/segment_000.ts/", "480p/index.m3u8",
+                                  "master.m3u8", "thumbnail.jpg"])
+def test_media_of_a_hidden_video_is_404_like_a_missing_one(gateway, path):
+    for video_id in ("5", "6"):
+        rung = gateway.media / "hls" / video_id / "480p"
+        rung.mkdir(parents=True, exist_ok=True)
+        (rung / "segment_000.ts").write_bytes(b"segment of " + video_id.encode())
+        (rung.parent / "master.m3u8").write_text("#EXTM3U\n")
+    token = gateway.token()
+    visible = requests.get(f"{gateway.url}/api/video/5/{path}", cookies={"access_token": token})
+    assert visible.status_code == 200, visible.text
+    for video_id in ("6", "7"):  # hidden from this user by the catalog; unknown
+        response = requests.get(f"{gateway.url}/api/video/{video_id}/{path}", cookies={"access_token": token})
+        assert response.status_code == 404, response.text
+        assert response.json() == {"detail": "Not found."}

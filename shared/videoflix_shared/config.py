@@ -82,7 +82,7 @@ class Settings:
             cookie_secure=_bool(get("COOKIE_SECURE", "false")),
             max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(2 * 1024**3))),
             service_token_file=Path(get("SERVICE_TOKEN_FILE", keys_dir / "service_token")),
-            catalog_url=get("CATALOG_URL", "http://127.0.0.1:5002").rstrip("/"),
+            catalog_url=get("CATALOG_URL", "http://127.0.0.1:5004").rstrip("/"),
             transcoder_workers=int(get("TRANSCODER_WORKERS", "2")),
             max_source_seconds=int(get("MAX_SOURCE_SECONDS", str(3 * 3600))),
             max_source_pixels=int(get("MAX_SOURCE_PIXELS", str(4096 * 2160))),
