@@ -81,6 +81,24 @@ def expire_abandoned_jobs(me: Worker) -> list[str]:
     return expired
 
 
+def release_scheduler_lock_of_dead_worker(me: Worker) -> bool:
+    """rq's scheduler lock names the pid of the worker that took it and lasts a minute past its last
+    heartbeat: a worker killed while holding it would hold up every delayed retry that long. When that
+    worker ran on this host and its process is gone, free the lock now (our maintenance takes it next)."""
+    released = False
+    workers = {(worker.hostname, worker.pid) for worker in Worker.all(connection=me.connection)}
+    for queue in me.queues:
+        key = RQScheduler.get_locking_key(queue.name)
+        holder = me.connection.get(key)
+        if holder is None or not holder.isdigit():
+            continue
+        pid = int(holder)
+        if pid != me.pid and (me.hostname, pid) in workers and not process_alive(pid):
+            released |= bool(me.connection.delete(key))
+            log.warning("released the scheduler lock of a dead worker", extra={"fields": {"pid": pid}})
+    return released
+
+
 def on_work_horse_killed(job: Job, retpid, ret_val, rusage) -> None:
     """The work horse died (kill -9, OOM): rq fails the job next and retries it if it can."""
     if not job.retries_left:
@@ -120,6 +138,7 @@ class TranscodeWorker(Worker):
                 self.scheduler.start()
 
     def clean_registries(self):
+        release_scheduler_lock_of_dead_worker(self)
         expire_abandoned_jobs(self)
         super().clean_registries()
 

@@ -73,7 +73,7 @@ def start_worker(redis_url):
     started = []
 
     def start() -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
         process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
                                    start_new_session=True)
         started.append(process)

@@ -102,3 +102,22 @@ def test_the_worker_runs_delayed_retries(redis, start_worker, tmp_path):
     marker.write_text("")
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
     assert not marker.exists()
+
+
+def test_a_killed_worker_does_not_hold_up_delayed_retries(redis, start_worker, tmp_path):
+    """The worker holding rq's scheduler lock is killed while a retry waits: a live worker frees the lock
+    and runs the scheduler, well before the lock's own minute-long expiry."""
+    queue = Queue(QUEUE, connection=redis)
+    first = start_worker()
+    lock = "rq:scheduler-lock:" + QUEUE
+    wait_for(lambda: redis.get(lock) == str(first.pid).encode())
+    second = start_worker()
+    wait_for(lambda: len(Worker.all(connection=redis)) == 2)
+    marker = tmp_path / "appears-after-the-first-attempt"
+    job = queue.enqueue("os.remove", str(marker), job_id="retried-later", retry=Retry(max=1, interval=5))
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED)
+    first.kill()
+    first.wait()
+    marker.write_text("")
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=40)
+    assert redis.get(lock) == str(second.pid).encode()
