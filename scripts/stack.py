@@ -147,7 +147,7 @@ def processes(env: dict[str, str]) -> list[Process]:
     # numerous public requests cannot take the threads the transcoders need.
     listed.append(Process(
         "catalog-internal",
-        f"env PORT={env['CATALOG_INTERNAL_PORT']} GUNICORN_WORKERS=1 {gunicorn} 'services.catalog.app:create_app()'",
+        f"{public} env PORT={env['CATALOG_INTERNAL_PORT']} GUNICORN_WORKERS=1 {gunicorn} 'services.catalog.app:create_app()'",
         "services/catalog/app.py", f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}/healthz",
     ))
     listed.append(Process(
