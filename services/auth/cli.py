@@ -1,4 +1,4 @@
-"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD`."""
+"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD` (or the password in ADMIN_PASSWORD)."""
 from __future__ import annotations
 
 import click
@@ -14,7 +14,8 @@ from .tokens import revoke_refresh_tokens
 
 @click.command("create-admin")
 @click.argument("email")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+# The environment keeps the password off the command line (and out of `ps`): `make up` passes it so.
+@click.option("--password", envvar="ADMIN_PASSWORD", prompt=True, hide_input=True, confirmation_prompt=True)
 @with_appcontext
 def create_admin(email: str, password: str) -> None:
     """Create an active admin, or make the existing account of EMAIL one with this password.

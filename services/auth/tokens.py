@@ -65,7 +65,7 @@ def login(data):
                             secure=current_app.config["JWT_COOKIE_SECURE"], httponly=False, samesite="Lax")
         return response
 
-    return {"detail": "Login successful", "user": {"id": user.id, "username": user.email}}
+    return {"detail": "Login successful", "user": {"id": user.id, "username": user.email, "is_admin": user.is_admin}}
 
 
 @blp.post("/token/refresh/")

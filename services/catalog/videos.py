@@ -63,6 +63,13 @@ class VideoDetail(MethodView):
         video = visible_video(video_id)
         if not can_manage(video):
             raise ApiError(403, "Only the owner or an admin can delete this video.")
+        delete_videos([video])
+
+
+def delete_videos(videos: list[Video]) -> None:
+    """Delete rows, then files (a transcoder still working on one gets 404 at its next report and stops)."""
+    for video in videos:
         db.session.delete(video)
-        db.session.commit()
-        remove_video_files(video_id)
+    db.session.commit()
+    for video in videos:
+        remove_video_files(video.id)
