@@ -40,42 +40,57 @@ function publicKeyDer(path) {
     return Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
 }
 
-/* The user id of a valid access token, or '' (cheap checks first, the signature last). */
-async function verifiedSubject(token, publicKeyPath) {
+/* The claims of a valid access token, or null (cheap checks first, the signature last). */
+async function verifiedClaims(token, publicKeyPath) {
     const parts = token.split('.');
     if (parts.length !== 3 || !parts.every(part => BASE64URL.test(part))) {
-        return '';
+        return null;
     }
     const header = decodeJson(parts[0]);
     const claims = decodeJson(parts[1]);
     if (!header || header.alg !== 'RS256' || header.crit !== undefined
         || !claims || !claimsValid(claims, Date.now() / 1000)) {
-        return '';
+        return null;
     }
     const key = await crypto.subtle.importKey('spki', publicKeyDer(publicKeyPath), RS256, false, ['verify']);
     const signed = Buffer.from(parts[0] + '.' + parts[1]);
     try {
         const valid = await crypto.subtle.verify(RS256, key, Buffer.from(parts[2], 'base64url'), signed);
-        return valid ? claims.sub : '';
+        return valid ? claims : null;
     } catch (e) {
-        return '';  // a signature of the wrong size
+        return null;  // a signature of the wrong size
     }
 }
 
-/*
- * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id and X-Accel-Expires
- * (nginx caches the answer until the token expires), or 401.
- */
-async function verify(r) {
-    const token = r.headersIn['Access-Token'] || '';
-    const subject = await verifiedSubject(token, r.variables.jwt_public_key_file);
-    if (!subject) {
+async function answer(r, adminOnly) {
+    const claims = await verifiedClaims(r.headersIn['Access-Token'] || '', r.variables.jwt_public_key_file);
+    if (!claims) {
         r.return(401);
         return;
     }
-    r.headersOut['X-User-Id'] = subject;
-    r.headersOut['X-Accel-Expires'] = '@' + Math.floor(decodeJson(token.split('.')[1]).exp);
+    const isAdmin = claims.is_admin === true;
+    if (adminOnly && !isAdmin) {
+        r.return(403);
+        return;
+    }
+    r.headersOut['X-User-Id'] = claims.sub;
+    r.headersOut['X-User-Admin'] = isAdmin ? 'true' : 'false';
+    r.headersOut['X-Accel-Expires'] = '@' + Math.floor(claims.exp);
     r.return(204);
 }
 
-export default { verify };
+/*
+ * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id, X-User-Admin (the
+ * is_admin claim, 'true' or 'false') and X-Accel-Expires (nginx caches the answer until the token
+ * expires), or 401.
+ */
+async function verify(r) {
+    await answer(r, false);
+}
+
+/* The same for the admin site (/_jwt_admin): 403 unless the token has is_admin: true. */
+async function verifyAdmin(r) {
+    await answer(r, true);
+}
+
+export default { verify, verifyAdmin };
