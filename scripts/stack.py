@@ -48,7 +48,7 @@ PROFILES = {
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
         # The first admin, as ADMIN_EMAIL/ADMIN_PASSWORD in .env make one for `make up`; the tests log in as it.
-        "ADMIN_EMAIL": "admin@videoflix.test", "ADMIN_PASSWORD": "Test-Admin-Passw0rd!",
+        "ADMIN_EMAIL": "admin@videoflix.test", "ADMIN_PASSWORD": "Test-Stack-Passw0rd!",
     },
 }
 MAILDEV = ROOT / "scripts" / "maildev" / "node_modules" / ".bin" / "maildev"
@@ -231,7 +231,7 @@ def up(env: dict[str, str]) -> int:
     print(f"Videoflix is up: http://127.0.0.1:{env['GATEWAY_PORT']}/  (API at /api/, admin site at /admin/)")
     print(f"Mail inbox: http://127.0.0.1:{env['INBOX_PORT']}/  (each message also in {env['MAIL_DIR']}/*.eml)")
     if env.get("ADMIN_EMAIL"):
-        print(f"Admin: {env['ADMIN_EMAIL']} (password ADMIN_PASSWORD in .env)")
+        print(f"Admin site login: {env['ADMIN_EMAIL']} with the password ADMIN_PASSWORD")
     return 0
 
 
