@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,21 +40,23 @@ def mail():
     return e2e.Mailbox(Path(e2e.STACK_ENV["MAIL_DIR"]))
 
 
-def newest_mail_text(mail, address: str, count: int) -> str:
-    """The plain text of the newest mail to `address`, once `count` have arrived (oldest first)."""
-    return e2e.mail_text(mail.wait_for(address, count)[-1])
-
-
 @pytest.fixture(scope="session")
 def mail_link(mail):
-    """mail_link(address, '/pages/auth/activate.html', count=1): the full link in the newest mail."""
+    """mail_link(address, '/pages/auth/activate.html', count=1): the full link in the newest mail to
+    `address` with such a link, once `count` mails with one have arrived."""
 
-    def find(address: str, page_path: str, count: int = 1) -> str:
-        text = newest_mail_text(mail, address, count)
-        pattern = r"https?://[^\s\"'<>]+" + re.escape(page_path) + r"\?uid=[\w-]+&(?:amp;)?token=[\w\-.:]+"
-        match = re.search(pattern, text)
-        assert match, f"no {page_path} link in mail:\n{text}"
-        return match.group(0).replace("&amp;", "&")
+    def find(address: str, page_path: str, count: int = 1, timeout: float = 30) -> str:
+        pattern = re.compile(r"https?://[^\s\"'<>]+" + re.escape(page_path) + r"\?uid=[\w-]+&(?:amp;)?token=[\w\-.:]+")
+        deadline = time.monotonic() + timeout
+        while True:
+            texts = [e2e.mail_text(message) for message in mail.messages_to(address)]
+            links = [match.group(0) for match in map(pattern.search, texts) if match]
+            if len(links) >= count:
+                return links[-1].replace("&amp;", "&")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(links)} of {count} mail(s) to {address} with a {page_path} link:\n"
+                                     + "\n---\n".join(texts))
+            time.sleep(0.2)
 
     return find
 
