@@ -65,3 +65,11 @@ def test_create_admin_rejects_bad_input(app):
     assert invalid.exit_code == 2 and "Enter a valid email address." in invalid.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_create_admin_takes_the_password_from_admin_password(app, accounts):
+    """`make up` passes ADMIN_PASSWORD in the environment, never on a command line."""
+    address = unique_email("admin")
+    result = app.test_cli_runner().invoke(args=["create-admin", address], env={"ADMIN_PASSWORD": ADMIN_PASSWORD})
+    assert result.exit_code == 0, result.output
+    assert accounts.login(address, ADMIN_PASSWORD).status_code == 200
