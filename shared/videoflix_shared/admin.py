@@ -124,11 +124,13 @@ def init_admin(app: Flask, name: str, views: list[ModelView], confirm: Callable[
     app.config.update(SESSION_COOKIE_NAME=f"admin_session_{name}", SESSION_COOKIE_PATH=f"{ADMIN_URL}/",
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.cookie_secure)
     admin = Admin(app, name="Videoflix admin", url=ADMIN_URL, index_view=AdminIndex(url=ADMIN_URL))
-    own = {view.url for view in views}
-    for view in views:
-        admin.add_view(view)
-    for section, title in SECTIONS.items():
-        if section not in own:
-            admin.add_link(MenuLink(name=title, url=f"{ADMIN_URL}/{section}/"))
+    own = {view.url: view for view in views}
+    if set(own) - set(SECTIONS):
+        raise ValueError(f"add {sorted(set(own) - set(SECTIONS))} to SECTIONS")
+    for section, title in SECTIONS.items():  # the same menu, in the same order, in every service
+        if section in own:
+            admin.add_view(own[section])
+        else:
+            admin.add_menu_item(MenuLink(name=title, url=f"{ADMIN_URL}/{section}/"))
     admin.add_link(MenuLink(name="Back to Videoflix", url="/"))
     return admin
