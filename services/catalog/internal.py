@@ -14,10 +14,11 @@ from flask.views import MethodView
 from videoflix_shared.errors import ApiError
 
 from videoflix_shared.blueprint import Blueprint
-from .models import FAILED, PENDING, PROCESSING, READY, Video, db
+from .models import PENDING, PROCESSING, READY, Video, db
 from .videos import delete_videos
 from .schemas import (
-    DeletedSchema, FailureSchema, OwnerSchema, InternalVideoSchema, ProbeSchema, ProgressSchema, RenditionReportSchema, ThumbnailSchema,
+    DeletedSchema, FailureSchema, InternalVideoSchema, OwnerSchema, ProbeSchema, ProgressSchema,
+    RenditionReportSchema, ThumbnailSchema,
 )
 
 blp = Blueprint("internal", __name__, url_prefix="/internal/videos",
@@ -138,9 +139,4 @@ def failed(video: Video, body: dict) -> None:
 
     The video is `failed` unless a rendition is already playable; then only the rungs fail.
     """
-    rung = body.get("rung")
-    failing = [video.rendition(rung)] if rung else video.renditions_in(PENDING)
-    for rendition in failing:
-        rendition.state, rendition.failure_reason = FAILED, body["reason"]
-    if not video.renditions_in(READY):
-        video.status, video.failure_reason = FAILED, body["reason"]
+    video.mark_failed(body["reason"], body.get("rung"))

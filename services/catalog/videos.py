@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from videoflix_shared.errors import ApiError
 
+from . import queue
 from .access import can_manage, login_and_csrf_required, visible_video
 from videoflix_shared.blueprint import Blueprint
 from .models import READY, Video, db
@@ -67,9 +68,10 @@ class VideoDetail(MethodView):
 
 
 def delete_videos(videos: list[Video]) -> None:
-    """Delete rows, then files (a transcoder still working on one gets 404 at its next report and stops)."""
+    """Delete rows, then stop their transcoder jobs and remove their files."""
     for video in videos:
         db.session.delete(video)
     db.session.commit()
     for video in videos:
+        queue.stop_video_jobs(video.id)
         remove_video_files(video.id)

@@ -19,6 +19,8 @@ from pathlib import Path
 from redis import Redis, WatchError
 from rq import Queue, Worker
 from rq.job import Job
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.scheduler import RQScheduler
 
 from videoflix_shared import Settings
 from videoflix_shared.logs import configure_logging
@@ -85,10 +87,37 @@ def on_work_horse_killed(job: Job, retpid, ret_val, rusage) -> None:
         notify_failure(job, None)
 
 
+class OrphanFreeScheduler(RQScheduler):
+    """rq's scheduler (it enqueues the retries delayed by their backoff), in a child process that dies with
+    the worker that started it: a killed worker leaves no scheduler behind."""
+
+    def start(self):
+        self.parent_pid = os.getpid()
+        return super().start()
+
+    def work(self):
+        die_with_parent(self.parent_pid)
+        super().work()
+
+
 class TranscodeWorker(Worker):
     def main_work_horse(self, job: Job, queue: Queue):
         die_with_parent(self.pid)
         super().main_work_horse(job, queue)
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        """rq's own, with the OrphanFreeScheduler: the worker holding the scheduler lock runs it."""
+        self.scheduler = OrphanFreeScheduler(self.queues, connection=self.connection, logging_level=logging_level,
+                                             date_format=date_format, log_format=log_format,
+                                             serializer=self.serializer)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                self.scheduler.enqueue_scheduled_jobs()
+                self.scheduler.release_locks()
+            else:
+                self.scheduler.start()
 
     def clean_registries(self):
         expire_abandoned_jobs(self)
@@ -119,7 +148,8 @@ def main() -> int:
     worker = build_worker(settings)
     log.info("transcoder worker starting",
              extra={"fields": {"worker": worker.name, "pid": os.getpid(), "mode": mode}})
-    worker.work(logging_level=settings.log_level)
+    # The scheduler (one per Redis, whichever worker holds its lock) enqueues the retries rq delays.
+    worker.work(logging_level=settings.log_level, with_scheduler=True)
     return 0
 
 
