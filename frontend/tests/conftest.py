@@ -42,8 +42,9 @@ def mail():
 
 @pytest.fixture(scope="session")
 def mail_link(mail):
-    """mail_link(address, '/pages/auth/activate.html', count=1): the full link in the newest mail to
-    `address` with such a link, once `count` mails with one have arrived."""
+    """mail_link(address, '/pages/auth/activate.html', count=1): once `count` mails to `address` have
+    arrived, the full link in the newest of them that has one (waiting for it: maildev may still be
+    writing a mail when the page has answered)."""
 
     def find(address: str, page_path: str, count: int = 1, timeout: float = 30) -> str:
         pattern = re.compile(r"https?://[^\s\"'<>]+" + re.escape(page_path) + r"\?uid=[\w-]+&(?:amp;)?token=[\w\-.:]+")
@@ -51,10 +52,10 @@ def mail_link(mail):
         while True:
             texts = [e2e.mail_text(message) for message in mail.messages_to(address)]
             links = [match.group(0) for match in map(pattern.search, texts) if match]
-            if len(links) >= count:
+            if len(texts) >= count and links:
                 return links[-1].replace("&amp;", "&")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(links)} of {count} mail(s) to {address} with a {page_path} link:\n"
+                raise AssertionError(f"{len(texts)} of {count} mail(s) to {address}, {len(links)} with a {page_path} link:\n"
                                      + "\n---\n".join(texts))
             time.sleep(0.2)
 
