@@ -139,7 +139,7 @@ def processes(env: dict[str, str]) -> list[Process]:
     public = without_private_key(env)
     listed = [
         # maildev (npm, scripts/install.sh): SMTP, the web inbox, and one MAIL_DIR/<id>.eml per message.
-        Process("maildev", f"{MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
+        Process("maildev", f"{public} {MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
                            f"--mail-directory {shlex.quote(env['MAIL_DIR'])} --silent",
                 str(MAILDEV.relative_to(ROOT)), f"http://127.0.0.1:{env['INBOX_PORT']}/healthz"),
     ]
