@@ -20,7 +20,7 @@ install: ## install missing Debian packages and the .venv (idempotent)
 keys: install ## generate the RSA key pair and service token into var/keys (if absent)
 	@$(PY) -m videoflix_shared.keys var/keys
 
-up: install ## start the whole stack on http://127.0.0.1:8000 (WORKERS=n transcoders)
+up: install ## start the whole stack on http://127.0.0.1:8000 (admin site /admin/, mail inbox :8025; WORKERS=n transcoders)
 	@$(if $(WORKERS),TRANSCODER_WORKERS=$(WORKERS)) $(STACK) --profile dev up
 
 down: ## stop everything `make up` started

@@ -223,7 +223,7 @@ class Stack:
         self._stack_action("start", name)
         if process.health_url and not STACK.wait_healthy(process.health_url, timeout=30):
             raise RuntimeError(f"{name} did not become healthy:\n{self.log_tail()}")
-        if name == "mailsink":
+        if name == "maildev":
             wait_until(lambda: port_open(int(self.env["SMTP_PORT"])), 15, what="the SMTP sink")
 
     def stop(self, name: str) -> None:
@@ -262,7 +262,7 @@ def mail_link(mail_dir: Path, address: str, page: str, timeout: float = 30) -> t
 
     def find():
         found = None
-        for path in sorted((mail_dir / "new").glob("*"), key=lambda p: p.stat().st_mtime):
+        for path in sorted(mail_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
             message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             if address.lower() in str(message["To"]).lower():
                 match = pattern.search(message.get_body(preferencelist=("plain",)).get_content())

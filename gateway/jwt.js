@@ -93,20 +93,36 @@ function cachedUntil(r, claims, seconds) {
     return '@' + Math.floor(Math.min(claims.exp, now + seconds, now + recheck));
 }
 
-/*
- * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id and X-Accel-Expires
- * (nginx caches the answer for the recheck period, never past the token's `exp`), 401, or 503 when
- * auth cannot tell whether the session is live (nginx then answers a JSON 500: never a pass).
- */
-async function verify(r) {
+async function answer(r, adminOnly) {
     const live = await liveClaims(r, r.headersIn['Access-Token'] || '');
     if (!live.claims) {
         r.return(live.status);
         return;
     }
+    const isAdmin = live.claims.is_admin === true;
+    if (adminOnly && !isAdmin) {
+        r.return(403);
+        return;
+    }
     r.headersOut['X-User-Id'] = live.claims.sub;
+    r.headersOut['X-User-Admin'] = isAdmin ? 'true' : 'false';
     r.headersOut['X-Accel-Expires'] = cachedUntil(r, live.claims, Infinity);
     r.return(204);
+}
+
+/*
+ * js_content of the socket the /_jwt cache asks on a miss: 204 with X-User-Id, X-User-Admin (the
+ * is_admin claim, 'true' or 'false') and X-Accel-Expires (nginx caches the answer for the recheck
+ * period, never past the token's `exp`), 401, or 503 when auth cannot tell whether the session is
+ * live (nginx then answers a JSON 500: never a pass).
+ */
+async function verify(r) {
+    await answer(r, false);
+}
+
+/* The same for the admin site (/_jwt_admin): 403 unless the token has is_admin: true. */
+async function verifyAdmin(r) {
+    await answer(r, true);
 }
 
 /* js_set: the `sub` of the access token cookie, NOT verified (the upload limit's key; see nginx.conf). */
@@ -155,4 +171,4 @@ async function verifyVideoAccess(r) {
     r.return(visible ? 204 : 403);
 }
 
-export default { verify, verifyVideoAccess, unverifiedSubject };
+export default { verify, verifyAdmin, verifyVideoAccess, unverifiedSubject };

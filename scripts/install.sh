@@ -31,4 +31,12 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The local stack's mail catcher (maildev, npm), only when missing or installed from another lock file;
+# a lock serialises installs (several test stacks share this checkout).
+maildev_stamp="scripts/maildev/node_modules/.videoflix-lock-$(sha256sum scripts/maildev/package-lock.json | cut -c1-16)"
+if [ ! -f "$maildev_stamp" ]; then
+  command -v npm >/dev/null || { echo "scripts/install.sh: npm is needed for maildev (Debian: apt-get install npm)" >&2; exit 1; }
+  (cd scripts/maildev && flock package.json npm ci --no-audit --no-fund --loglevel=error && touch "../../$maildev_stamp")
+fi
+
 scripts/services.sh

@@ -1,7 +1,7 @@
 """Run the whole Videoflix stack as local processes (no Docker): the same topology as the compose file.
 
-    stack.py --profile dev up      # `make up`: ports 8000/5001-5003/1025, var/
-    stack.py --profile test up     # `make test`: ports 18000/15001-15003/11025, var/test/, own databases
+    stack.py --profile dev up      # `make up`: ports 8000/5001-5003, SMTP 1025, inbox 8025, var/
+    stack.py --profile test up     # `make test`: ports 18000/15001-15003, 11025, 18025, var/test/, own databases
     stack.py --profile dev down | status | prepare
     stack.py --profile test reset  # stop, drop its databases, flush its Redis db, empty its var dir
 
@@ -30,7 +30,7 @@ PROFILES = {
     "dev": {
         "VAR_DIR": str(ROOT / "var"),
         "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
-        "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025",
+        "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025", "INBOX_PORT": "8025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -38,7 +38,7 @@ PROFILES = {
     "test": {
         "VAR_DIR": str(ROOT / "var" / "test"),
         "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
-        "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025",
+        "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025", "INBOX_PORT": "18025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
@@ -51,8 +51,11 @@ PROFILES = {
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
         # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
         "GATEWAY_TOKEN_RECHECK_SECONDS": "3",
+        # The first admin, as ADMIN_EMAIL/ADMIN_PASSWORD in .env make one for `make up`; the tests log in as it.
+        "ADMIN_EMAIL": "admin@videoflix.test", "ADMIN_PASSWORD": "Test-Stack-Passw0rd!",
     },
 }
+MAILDEV = ROOT / "scripts" / "maildev" / "node_modules" / ".bin" / "maildev"
 
 
 @dataclass
@@ -82,6 +85,7 @@ def test_slot_profile(slot: int) -> dict[str, str]:
         "VAR_DIR": str(ROOT / "var" / f"test{slot}"),
         "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
         "STREAMER_PORT": str(base + 3), "CATALOG_INTERNAL_PORT": str(base + 4), "SMTP_PORT": str(base + 25),
+        "INBOX_PORT": str(base + 825),
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
         "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
@@ -134,7 +138,10 @@ def processes(env: dict[str, str]) -> list[Process]:
     gateway_dir = Path(env["VAR_DIR"]) / "gateway"
     public = without_private_key(env)
     listed = [
-        Process("mailsink", f"python scripts/mailsink.py --port {env['SMTP_PORT']} --maildir {env['MAIL_DIR']}", ""),
+        # maildev (npm, scripts/install.sh): SMTP, the web inbox, and one MAIL_DIR/<id>.eml per message.
+        Process("maildev", f"{public} {MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
+                           f"--mail-directory {shlex.quote(env['MAIL_DIR'])} --silent",
+                str(MAILDEV.relative_to(ROOT)), f"http://127.0.0.1:{env['INBOX_PORT']}/healthz"),
     ]
     for name in ("auth", "catalog", "streamer"):
         port = env[f"{name.upper()}_PORT"]
@@ -193,10 +200,17 @@ def prepare(env: dict[str, str]) -> None:
         if (ROOT / "services" / service / "migrations").exists():
             ensure_database(database_name(env[f"{service.upper()}_DATABASE_URL"]), env)
             run(f"flask --app services.{service}.app db upgrade -d services/{service}/migrations", env)
+    if env.get("ADMIN_EMAIL") and env.get("ADMIN_PASSWORD"):
+        create_admin(env)
     if (ROOT / "frontend" / "build.sh").exists():
         run("frontend/build.sh", env)
     if (ROOT / "gateway" / "render.sh").exists():
         run(f"gateway/render.sh {var / 'gateway'}", {**env, "KEYS_DIR": str(public_keys_dir(env))})
+
+
+def create_admin(env: dict[str, str]) -> None:
+    """The first admin from ADMIN_EMAIL/ADMIN_PASSWORD (idempotent: made an active admin again if it exists)."""
+    run(f"flask --app services.auth.app create-admin {shlex.quote(env['ADMIN_EMAIL'])}", env)
 
 
 def pid_file(env: dict[str, str], name: str) -> Path:
@@ -245,7 +259,10 @@ def up(env: dict[str, str]) -> int:
     if failed:
         print(f"not healthy: {', '.join(failed)}; see {env['VAR_DIR']}/log/", file=sys.stderr)
         return 1
-    print(f"Videoflix is up: http://127.0.0.1:{env['GATEWAY_PORT']}/  (API at /api/, mail in {env['MAIL_DIR']})")
+    print(f"Videoflix is up: http://127.0.0.1:{env['GATEWAY_PORT']}/  (API at /api/, admin site at /admin/)")
+    print(f"Mail inbox: http://127.0.0.1:{env['INBOX_PORT']}/  (each message also in {env['MAIL_DIR']}/*.eml)")
+    if env.get("ADMIN_EMAIL"):
+        print(f"Admin site login: {env['ADMIN_EMAIL']} with the password ADMIN_PASSWORD")
     return 0
 
 
@@ -307,6 +324,9 @@ def main() -> int:
     options = parser.parse_args()
     if options.action == "reset" and options.profile != "test":
         parser.error("reset is for test stacks only: it would delete the dev stack's data")
+    if options.profile == "dev" and options.action == "up" and not (ROOT / ".env").exists():
+        shutil.copyfile(ROOT / ".env.template", ROOT / ".env")
+        print("created .env from .env.template: change ADMIN_PASSWORD (and ADMIN_EMAIL) there")
     env = build_env(options.profile)
     if options.action == "env":
         for key in sorted(set(env) - set(os.environ) | set(PROFILES[options.profile])):

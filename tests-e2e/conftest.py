@@ -10,7 +10,6 @@ import email
 import email.policy
 import importlib.util
 import itertools
-import mailbox
 import re
 import subprocess
 import sys
@@ -129,21 +128,21 @@ def unique_email(prefix: str = "user") -> str:
 
 
 class Mailbox:
-    """Reads the Maildir the test stack's SMTP sink writes."""
+    """Reads the mail files (MAIL_DIR/<id>.eml) the test stack's maildev writes, oldest first."""
 
     def __init__(self, path: Path):
         self.path = path
 
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
+
     def messages_to(self, address: str) -> list[email.message.EmailMessage]:
-        if not self.path.exists():
-            return []
         found = []
-        for key, _ in mailbox.Maildir(self.path, create=False).items():
-            raw = (self.path / "new" / key).read_bytes() if (self.path / "new" / key).exists() else None
-            if raw is None:
-                continue
-            message = email.message_from_bytes(raw, policy=email.policy.default)
-            if address.lower() in str(message["To"]).lower():
+        for path in self.files():
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            # A file maildev is still writing parses with defects (no closing MIME boundary): not yet.
+            complete = not any(part.defects for part in message.walk())
+            if complete and address.lower() in str(message["To"]).lower():
                 found.append(message)
         return found
 

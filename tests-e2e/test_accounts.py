@@ -71,7 +71,7 @@ def test_register_activate_login_refresh_logout(client, make_client, mail, stack
     assert activated.status_code == 200 and activated.json() == {"message": "Account successfully activated."}
 
     logged_in = login(client, address)
-    assert logged_in.json() == {"detail": "Login successful", "user": {"id": user_id(uid), "username": address}}
+    assert logged_in.json() == {"detail": "Login successful", "user": {"id": user_id(uid), "username": address, "is_admin": False}}
     cookies = set_cookies(logged_in)
     assert set(cookies) == SESSION_COOKIES
     for name, morsel in cookies.items():

@@ -23,7 +23,7 @@ def environment(pid: int) -> dict[str, str]:
 
 def test_only_auths_processes_are_given_the_private_key(stack_env):
     processes = running(stack_env)
-    others = {name: pid for name, pid in processes.items() if name not in AUTH_PROCESSES | {"mailsink"}}
+    others = {name: pid for name, pid in processes.items() if name not in AUTH_PROCESSES}
     assert {"catalog", "streamer", "reconciler", "gateway", "transcoder-1"} <= set(others), processes
     auth_keys = Path(environment(processes["auth"])["KEYS_DIR"]).resolve()
     assert (auth_keys / PRIVATE_KEY).is_file()

@@ -9,14 +9,14 @@ from bench.harness import PASSWORD, ApiSession, mail_link
 
 
 def mails_to(mail_dir: Path, address: str) -> int:
-    return sum(address in path.read_text(errors="replace") for path in (mail_dir / "new").glob("*"))
+    return sum(address in path.read_text(errors="replace") for path in mail_dir.glob("*.eml"))
 
 
 def test_registration_while_smtp_is_down_keeps_the_account(stack):
     mail_dir = Path(stack.env["MAIL_DIR"])
     address = f"smtp-outage-{uuid.uuid4().hex[:8]}@example.com"
     client = ApiSession(stack.api_url)
-    stack.stop("mailsink")
+    stack.stop("maildev")
     try:
         started = time.monotonic()
         response = client.post("register/", json={"email": address, "password": PASSWORD,
@@ -32,7 +32,7 @@ def test_registration_while_smtp_is_down_keeps_the_account(stack):
         refused = client.post("login/", json={"email": address, "password": PASSWORD})
         assert refused.status_code in (400, 401), refused.text
     finally:
-        stack.start("mailsink")
+        stack.start("maildev")
 
     resend = client.post("activation/resend/", json={"email": address})
     assert resend.status_code == 200, resend.text

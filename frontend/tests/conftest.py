@@ -5,11 +5,10 @@ Screenshots of every page land in test-output/screenshots/.
 """
 from __future__ import annotations
 
-import email
-import email.policy
 import importlib.util
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,27 +40,24 @@ def mail():
     return e2e.Mailbox(Path(e2e.STACK_ENV["MAIL_DIR"]))
 
 
-def newest_mail_text(mail, address: str, count: int) -> str:
-    """The plain text of the newest mail to `address`, once `count` have arrived (file time orders them)."""
-    mail.wait_for(address, count)
-    received = []
-    for path in (mail.path / "new").iterdir():
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if address.lower() in str(message["To"]).lower():
-            received.append((path.stat().st_mtime_ns, message))
-    return e2e.mail_text(max(received, key=lambda item: item[0])[1])
-
-
 @pytest.fixture(scope="session")
 def mail_link(mail):
-    """mail_link(address, '/pages/auth/activate.html', count=1): the full link in the newest mail."""
+    """mail_link(address, '/pages/auth/activate.html', count=1): once `count` mails to `address` have
+    arrived, the full link in the newest of them that has one (waiting for it: maildev may still be
+    writing a mail when the page has answered)."""
 
-    def find(address: str, page_path: str, count: int = 1) -> str:
-        text = newest_mail_text(mail, address, count)
-        pattern = r"https?://[^\s\"'<>]+" + re.escape(page_path) + r"\?uid=[\w-]+&(?:amp;)?token=[\w\-.:]+"
-        match = re.search(pattern, text)
-        assert match, f"no {page_path} link in mail:\n{text}"
-        return match.group(0).replace("&amp;", "&")
+    def find(address: str, page_path: str, count: int = 1, timeout: float = 30) -> str:
+        pattern = re.compile(r"https?://[^\s\"'<>]+" + re.escape(page_path) + r"\?uid=[\w-]+&(?:amp;)?token=[\w\-.:]+")
+        deadline = time.monotonic() + timeout
+        while True:
+            texts = [e2e.mail_text(message) for message in mail.messages_to(address)]
+            links = [match.group(0) for match in map(pattern.search, texts) if match]
+            if len(texts) >= count and links:
+                return links[-1].replace("&amp;", "&")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(texts)} of {count} mail(s) to {address}, {len(links)} with a {page_path} link:\n"
+                                     + "\n---\n".join(texts))
+            time.sleep(0.2)
 
     return find
 

@@ -403,3 +403,37 @@ def test_media_of_a_hidden_video_is_404_like_a_missing_one(gateway, path):
         response = requests.get(f"{gateway.url}/api/video/{video_id}/{path}", cookies={"access_token": token})
         assert response.status_code == 404, response.text
         assert response.json() == {"detail": "Not found."}
+
+
+# --- the admin site ----------------------------------------------------------------------------------
+
+def test_admin_site_without_a_valid_token_redirects_to_the_login_page(gateway):
+    for cookies in ({}, {"access_token": gateway.token(exp=int(time.time()) - 60)}):
+        response = requests.get(f"{gateway.url}/admin/users/", cookies=cookies, allow_redirects=False)
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/pages/auth/login.html?next=/admin/users/"
+
+
+def test_admin_site_refuses_a_non_admin_at_the_gateway(gateway):
+    for claims in ({}, {"is_admin": False}, {"is_admin": "true"}):
+        response = requests.get(f"{gateway.url}/admin/users/", cookies={"access_token": gateway.token(**claims)})
+        assert response.status_code == 403, claims
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "403 Forbidden" in response.text and "headers" not in response.text  # the upstream never saw it
+
+
+def test_admin_site_passes_an_admin_with_the_verified_flags(gateway):
+    token = gateway.token(is_admin=True)
+    response = requests.get(f"{gateway.url}/admin/users/?search=a", cookies={"access_token": token},
+                            headers={"X-User-Admin": "forged", "X-User-Id": "7"})
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["path"] == "/admin/users/?search=a"
+    headers = {name.lower(): value for name, value in echo["headers"]}
+    assert (headers["x-user-id"], headers["x-user-admin"]) == ("42", "true")
+    # Flask-Admin's inline handlers are allowed on its pages only.
+    assert "script-src 'self' 'unsafe-inline'" in response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in requests.get(f"{gateway.url}/").headers["Content-Security-Policy"]
+    # A client's own X-User-Admin never reaches a service.
+    plain = requests.get(f"{gateway.url}/api/login/", headers={"X-User-Admin": "true"}).json()
+    assert "x-user-admin" not in {name.lower() for name, _ in plain["headers"]}

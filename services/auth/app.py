@@ -18,6 +18,7 @@ from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
 from . import accounts, passwords, tokens
+from .admin import init_admin_site
 from .cli import register_commands
 from .mail import init_mail
 from .models import db
@@ -67,4 +68,5 @@ def create_app(config: dict | None = None) -> Flask:
     for blueprint in (accounts.blp, tokens.blp, tokens.internal_blp, passwords.blp):
         api.register_blueprint(blueprint)
     register_commands(app)
+    init_admin_site(app)
     return app

@@ -1,5 +1,5 @@
-"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD` and
-`flask --app services.auth.app prune-tokens [--every SECONDS]`."""
+"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD` (or the password in
+ADMIN_PASSWORD) and `flask --app services.auth.app prune-tokens [--every SECONDS]`."""
 from __future__ import annotations
 
 import logging
@@ -20,7 +20,8 @@ from .tokens import revoke_refresh_tokens
 
 @click.command("create-admin")
 @click.argument("email")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+# The environment keeps the password off the command line (and out of `ps`): `make up` passes it so.
+@click.option("--password", envvar="ADMIN_PASSWORD", prompt=True, hide_input=True, confirmation_prompt=True)
 @with_appcontext
 def create_admin(email: str, password: str) -> None:
     """Create an active admin, or make the existing account of EMAIL one with this password.

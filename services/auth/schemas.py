@@ -84,6 +84,7 @@ class RegisteredSchema(Schema):
 class LoginUserSchema(Schema):
     id = fields.Integer()
     username = fields.String(metadata={"description": "The account's email address."})
+    is_admin = fields.Boolean(metadata={"description": "The account may use the admin site at /admin/."})
 
 
 class LoginResultSchema(Schema):

@@ -55,7 +55,7 @@ def login(data):
     csrf = secrets.token_urlsafe(32)
     _issue_session_cookies(user, csrf, session_id=str(uuid.uuid4()))
     db.session.commit()
-    return {"detail": "Login successful", "user": {"id": user.id, "username": user.email}}
+    return {"detail": "Login successful", "user": {"id": user.id, "username": user.email, "is_admin": user.is_admin}}
 
 
 @blp.post("/token/refresh/")

@@ -15,6 +15,7 @@ from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
 from . import internal, queue, uploads, videos
+from .admin import init_admin_site
 from .cli import reconcile_command
 from .models import db
 from .storage import StreamingUploadRequest, discard_spools
@@ -44,4 +45,5 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.teardown_request(discard_spools)
     app.cli.add_command(reconcile_command)
+    init_admin_site(app)
     return app

@@ -8,18 +8,22 @@ from __future__ import annotations
 import hmac
 from functools import wraps
 
+import sqlalchemy as sa
 from flask import current_app, request
 from flask.views import MethodView
 from videoflix_shared.errors import ApiError
 
 from videoflix_shared.blueprint import Blueprint
 from .models import PENDING, PROCESSING, READY, Video, db
+from .videos import delete_videos
 from .schemas import (
-    FailureSchema, InternalVideoSchema, ProbeSchema, ProgressSchema, RenditionReportSchema, ThumbnailSchema,
+    DeletedSchema, FailureSchema, InternalVideoSchema, OwnerSchema, ProbeSchema, ProgressSchema,
+    RenditionReportSchema, ThumbnailSchema,
 )
 
 blp = Blueprint("internal", __name__, url_prefix="/internal/videos",
-                description="Transcoder -> catalog reports. `Authorization: Bearer <service token>`.")
+                description="Transcoder -> catalog reports, and auth deleting an account's videos. "
+                            "`Authorization: Bearer <service token>`.")
 
 
 @blp.before_request
@@ -66,6 +70,18 @@ def report(rule: str, schema):
         return view
 
     return decorator
+
+
+@blp.route("/")
+class InternalOwnerVideos(MethodView):
+    @blp.arguments(OwnerSchema, location="query")
+    @blp.response(200, DeletedSchema)
+    @blp.alt_response(401, description="Wrong or missing service token.")
+    def delete(self, query):
+        """Delete every video of one owner (auth, before it deletes the account), with their files"""
+        videos = db.session.scalars(sa.select(Video).where(Video.owner_id == query["owner_id"])).all()
+        delete_videos(videos)
+        return {"deleted": len(videos)}
 
 
 @blp.route("/<int:video_id>")

@@ -189,3 +189,13 @@ class InternalVideoSchema(ma.Schema):
 
     def all_renditions(self, video: Video):
         return InternalRenditionSchema(many=True).dump(by_rung(video.renditions))
+
+
+# --- internal API (auth -> catalog) --------------------------------------------------------------
+
+class OwnerSchema(ma.Schema):
+    owner_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**63 - 1))
+
+
+class DeletedSchema(ma.Schema):
+    deleted = fields.Integer(metadata={"description": "How many videos were deleted."})

@@ -101,3 +101,16 @@ def keep_original(spool: UploadSpool, relative_path: str) -> Path:
 def remove_video_files(video_id: int) -> None:
     for top in (ORIGINALS_DIR, HLS_DIR):
         shutil.rmtree(media_dir() / top / str(video_id), ignore_errors=True)
+
+
+def remove_hls_output(video_id: int) -> None:
+    """Before a re-transcode: the transcoder skips rungs already published."""
+    shutil.rmtree(media_dir() / HLS_DIR / str(video_id), ignore_errors=True)
+
+
+def original_size(relative_path: str | None) -> int | None:
+    """Bytes of a stored original, None when it is missing."""
+    try:
+        return (media_dir() / relative_path).stat().st_size if relative_path else None
+    except OSError:
+        return None

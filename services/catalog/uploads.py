@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.views import MethodView
+from werkzeug.datastructures import FileStorage
 from videoflix_shared.security import current_user_id
 
 from . import queue
@@ -34,17 +35,22 @@ class Upload(MethodView):
         The answer comes once the file is stored: status `queued` (or `uploaded` when the queue is
         unreachable; the reconciler enqueues it later). Watch `GET /api/video/<id>/` for progress.
         """
-        upload = form["file"]
-        video = Video(title=form["title"], description=form["description"], category=form["category"],
-                      owner_id=current_user_id(), original_filename=upload.filename[-255:])
-        db.session.add(video)
-        db.session.flush()
-        video.original_path = original_relative_path(video.id, upload.filename)
-        keep_original(upload.stream, video.original_path)
-        try:
-            db.session.commit()
-        except Exception:
-            remove_video_files(video.id)
-            raise
-        queue.enqueue_video(video)
-        return video
+        return store_upload(form["file"], form["title"], form["description"], form["category"],
+                            current_user_id())
+
+
+def store_upload(upload: FileStorage, title: str, description: str, category: str, owner_id: int) -> Video:
+    """Keep a streamed upload as a new video's original and enqueue its transcoding (API and admin site)."""
+    video = Video(title=title, description=description, category=category, owner_id=owner_id,
+                  original_filename=upload.filename[-255:])
+    db.session.add(video)
+    db.session.flush()
+    video.original_path = original_relative_path(video.id, upload.filename)
+    keep_original(upload.stream, video.original_path)
+    try:
+        db.session.commit()
+    except Exception:
+        remove_video_files(video.id)
+        raise
+    queue.enqueue_video(video)
+    return video

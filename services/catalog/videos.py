@@ -64,7 +64,14 @@ class VideoDetail(MethodView):
         video = visible_video(video_id)
         if not can_manage(video):
             raise ApiError(403, "Only the owner or an admin can delete this video.")
+        delete_videos([video])
+
+
+def delete_videos(videos: list[Video]) -> None:
+    """Delete rows, then stop their transcoder jobs and remove their files."""
+    for video in videos:
         db.session.delete(video)
-        db.session.commit()
-        queue.stop_video_jobs(video_id)
-        remove_video_files(video_id)
+    db.session.commit()
+    for video in videos:
+        queue.stop_video_jobs(video.id)
+        remove_video_files(video.id)

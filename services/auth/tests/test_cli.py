@@ -93,3 +93,11 @@ def test_prune_tokens_deletes_expired_link_and_refresh_tokens_only(app, accounts
         assert db.session.scalars(select(RefreshToken.jti)).all() == jtis[1:]
     again = app.test_cli_runner().invoke(args=["prune-tokens"])
     assert "pruned 0 link tokens, 0 refresh tokens" in again.output
+
+
+def test_create_admin_takes_the_password_from_admin_password(app, accounts):
+    """`make up` passes ADMIN_PASSWORD in the environment, never on a command line."""
+    address = unique_email("admin")
+    result = app.test_cli_runner().invoke(args=["create-admin", address], env={"ADMIN_PASSWORD": ADMIN_PASSWORD})
+    assert result.exit_code == 0, result.output
+    assert accounts.login(address, ADMIN_PASSWORD).status_code == 200

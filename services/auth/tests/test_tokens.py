@@ -41,7 +41,7 @@ def test_login_sets_the_session_cookies_and_answers_as_the_contract_says(app, ac
     assert response.status_code == 200
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == address))
-    assert response.json == {"detail": "Login successful", "user": {"id": user.id, "username": address}}
+    assert response.json == {"detail": "Login successful", "user": {"id": user.id, "username": address, "is_admin": False}}
 
     cookies = set_cookies(response)
     assert set(cookies) == SESSION_COOKIES

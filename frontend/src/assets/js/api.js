@@ -7,6 +7,9 @@ const LOGIN_PAGE = '/pages/auth/login.html';
 // Access tokens live 30 minutes; refresh well before that, like the contract's reference frontend.
 const REFRESH_EVERY_MS = 20 * 60 * 1000;
 const LAST_REFRESH_KEY = 'videoflix.lastRefresh';
+// Set at login from the answer's `user.is_admin`: shows the header's link to the admin site (which
+// checks the token itself; the flag only decides whether the link is offered).
+const ADMIN_KEY = 'videoflix.isAdmin';
 
 const STATUS_MESSAGES = {
   0: 'The server cannot be reached. Check your connection and try again.',
@@ -95,6 +98,16 @@ export function markRefreshed() {
 
 export function forgetSession() {
   localStorage.removeItem(LAST_REFRESH_KEY);
+  localStorage.removeItem(ADMIN_KEY);
+}
+
+export function rememberAdmin(isAdmin) {
+  if (isAdmin === true) localStorage.setItem(ADMIN_KEY, 'true');
+  else localStorage.removeItem(ADMIN_KEY);
+}
+
+export function isAdmin() {
+  return localStorage.getItem(ADMIN_KEY) === 'true';
 }
 
 /**

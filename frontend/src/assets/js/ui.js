@@ -1,6 +1,6 @@
 // Small DOM helpers shared by the pages: element building, status messages, forms with field errors,
 // and the header of the pages that need a session.
-import { forgetSession, keepSessionFresh, publicCall, refreshSession } from './api.js';
+import { forgetSession, isAdmin, keepSessionFresh, publicCall, refreshSession } from './api.js';
 
 /** el('a', {href: '/', class: 'card'}, 'text', childNode): text children are never parsed as HTML. */
 export function el(tag, attributes = {}, ...children) {
@@ -111,10 +111,11 @@ export function bindLogoutButtons() {
   }
 }
 
-/** For pages behind login: keeps the access token fresh and wires the header. */
+/** For pages behind login: keeps the access token fresh and wires the header (the Admin link for admins). */
 export function initAppPage() {
   keepSessionFresh();
   bindLogoutButtons();
+  for (const link of document.querySelectorAll('[data-admin-link]')) link.hidden = !isAdmin();
 }
 
 export function formatDuration(seconds) {

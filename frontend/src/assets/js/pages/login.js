@@ -1,4 +1,4 @@
-import { markRefreshed, publicCall, safeNext } from '../api.js';
+import { markRefreshed, publicCall, rememberAdmin, safeNext } from '../api.js';
 import { bindForm, params, setStatus } from '../ui.js';
 
 const next = safeNext(params().get('next'));
@@ -7,7 +7,8 @@ if (params().has('next')) {
 }
 
 bindForm(document.getElementById('login-form'), async (values) => {
-  await publicCall('POST', 'login/', values);
+  const answer = await publicCall('POST', 'login/', values);
   markRefreshed();
+  rememberAdmin(answer?.user?.is_admin);
   location.assign(next);
 });
