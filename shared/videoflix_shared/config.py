@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,7 @@ class Settings:
     catalog_url: str
     transcoder_workers: int
     log_level: str
+    metrics_multiprocess_dir: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -78,6 +80,7 @@ class Settings:
             catalog_url=get("CATALOG_URL", "http://127.0.0.1:5002").rstrip("/"),
             transcoder_workers=int(get("TRANSCODER_WORKERS", "2")),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            metrics_multiprocess_dir=get("PROMETHEUS_MULTIPROC_DIR", ""),
         )
 
     @property
@@ -93,3 +96,22 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a .env file (comments and blank lines skipped, quotes stripped); {} if absent."""
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def layered_settings(defaults: Mapping[str, str], dotenv: Mapping[str, str],
+                     explicit: Mapping[str, str]) -> dict[str, str]:
+    """The one precedence rule of the local stack: explicit settings (the environment, `make up
+    WORKERS=4`) win over `.env`, and `.env` over the defaults."""
+    return {**defaults, **dotenv, **explicit}
