@@ -2,13 +2,16 @@
 serves the transcoder's, the queue's and the gateway's figures, and the public gateway serves none."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import generate_clip
+from conftest import ROOT, generate_clip
 
 TIMEOUT = 150
 
@@ -85,3 +88,15 @@ def test_the_public_gateway_serves_no_metrics(gateway_url, path):
     response = requests.get(gateway_url + path, timeout=10)
     assert response.status_code == 404
     assert "_total" not in response.text and "Active connections" not in response.text
+
+
+def test_top_shows_the_figures_of_the_running_stack(stack_env):
+    """`make top` (scripts/top.py) reads the exporter and the services; --once prints one screen."""
+    result = subprocess.run([sys.executable, "scripts/top.py", "--profile", "test", "--once", "--interval", "1"],
+                            cwd=ROOT, env={**os.environ, **stack_env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "not answering" not in result.stdout
+    workers = next(line for line in result.stdout.splitlines() if "transcoder workers" in line)
+    assert workers.split()[-1] == stack_env["TRANSCODER_WORKERS"]
+    for figure in ("videos waiting", "encoding now", "failed jobs", "segments/s", "error rate"):
+        assert figure in result.stdout
