@@ -1,4 +1,4 @@
-# Videoflix: `make up` runs the whole stack locally, `make test` runs every test. See README.md.
+# Videoflix: `make up` runs the whole stack locally, `make test` runs every test. See README.md and docs/.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
