@@ -66,3 +66,6 @@ admin: install ## create an active admin: make admin EMAIL=a@b.c PASSWORD=...
 
 clean: down ## stop the stack and delete var/ (keys, media, mail, logs)
 	rm -rf var
+
+test-fresh: ## the README's steps on a brand-new Debian 12 root (debootstrap, namespaces; needs root), timed
+	@scripts/test-fresh.sh
