@@ -32,24 +32,7 @@ if [ "${1:-}" = --inside ]; then
     ${SSL_CERT_FILE:+SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt} \
     ${REQUESTS_CA_BUNDLE:+REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt} \
     ${NODE_EXTRA_CA_CERTS:+NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt} \
-    /bin/bash -euo pipefail -c '
-      phase() { echo; echo "=== $(date -u +%T) $*"; }
-      phase "the prerequisite line: apt-get install -y make git"
-      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q make git
-      cd /root/videoflix
-      phase "make up"
-      make up
-      phase "the smoke test through the gateway"
-      .venv/bin/python scripts/smoke.py --gateway http://127.0.0.1:8000 --mail-dir var/mail
-      phase "make status"
-      make status
-      phase "git status after make up"
-      git status --porcelain --ignored=no | tee /tmp/dirty
-      [ ! -s /tmp/dirty ] || { echo "make up left the checkout dirty" >&2; exit 1; }
-      phase "make down"
-      make down
-      ! pgrep -f "gunicorn|services.transcoder|nginx: master|supervisord" || { echo "make down left processes" >&2; exit 1; }
-      phase "done"'
+    /bin/bash /root/fresh-steps.sh
 fi
 
 [ "$(id -u)" = 0 ] || { echo "make test-fresh needs root (debootstrap, namespaces, chroot)" >&2; exit 1; }
@@ -92,6 +75,29 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
 fi
 git clone -q "$checkout" "$rootfs/root/videoflix"
+# What the newcomer types, in a file: its command line is then not mistaken for a leftover process.
+cat >"$rootfs/root/fresh-steps.sh" <<'STEPS'
+set -euo pipefail
+phase() { echo; echo "=== $(date -u +%T) $*"; }
+phase "the prerequisite line: apt-get install -y make git"
+apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q make git
+cd /root/videoflix
+phase "make up"
+make up
+phase "the smoke test through the gateway"
+.venv/bin/python scripts/smoke.py --gateway http://127.0.0.1:8000 --mail-dir var/mail
+phase "make status"
+make status
+phase "git status after make up"
+git status --porcelain | tee /tmp/dirty
+[ ! -s /tmp/dirty ] || { echo "make up left the checkout dirty" >&2; exit 1; }
+phase "make down"
+make down
+if pgrep -a -f "gunicorn|services.transcoder|nginx: master|supervisord"; then
+  echo "make down left processes" >&2; exit 1
+fi
+phase "done"
+STEPS
 echo "=== clone of $(git rev-parse --short HEAD) in /root/videoflix; entering the namespaces"
 
 # unshare itself joins the new network namespace (its child is pid 1 of the new pid namespace).
