@@ -91,7 +91,8 @@ def build_env(profile: str, dotenv: Path = ROOT / ".env") -> dict[str, str]:
         env.update(test_slot_profile(int(env["TEST_SLOT"])))
     else:
         env.update(PROFILES[profile])
-    var = Path(env["VAR_DIR"])
+    var = ROOT / env["VAR_DIR"]  # a relative VAR_DIR (.env.template's `var`) is relative to the checkout
+    env["VAR_DIR"] = str(var)
     env.setdefault("KEYS_DIR", str(var / "keys"))
     env.setdefault("MEDIA_DIR", str(var / "media"))
     env.setdefault("MAIL_DIR", str(var / "mail"))
