@@ -1,4 +1,4 @@
-# Videoflix: `make up` runs the whole stack locally, `make test` runs every test. See README.md.
+# Videoflix: `make up` runs the whole stack locally, `make test` runs every test. See README.md and docs/.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ WORKERS ?=
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose) \
   $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml
 
-.PHONY: help install keys up down status logs test test-unit test-e2e test-faults bench admin clean \
+.PHONY: help install keys up down status logs test test-unit test-e2e test-faults bench admin clean top test-fresh \
   compose-up compose-down compose-logs
 
 help:
@@ -20,16 +20,19 @@ install: ## install missing Debian packages and the .venv (idempotent)
 keys: install ## generate the RSA key pair and service token into var/keys (if absent)
 	@$(PY) -m videoflix_shared.keys var/keys
 
-up: install ## start the whole stack on http://127.0.0.1:8000 (admin site /admin/, mail inbox :8025; WORKERS=n transcoders)
+up: install ## start the whole stack on http://127.0.0.1:8000 (admin site /admin/, mail inbox :8025; WORKERS=n transcoders; any VAR=value beats .env)
 	@$(if $(WORKERS),TRANSCODER_WORKERS=$(WORKERS)) $(STACK) --profile dev up
 
 down: ## stop everything `make up` started
 	@$(STACK) --profile dev down
 
-status: ## which processes of the local stack are running
+status: ## every process of the local stack with its state, pid and uptime (supervisord)
 	@$(STACK) --profile dev status
 
-logs: ## follow the local stack's logs
+top: ## one screen of live figures from the metrics: queue, encodings, failures, segments/s, error rate
+	@$(PY) scripts/top.py
+
+logs: ## follow the local stack's logs (rotated by supervisord)
 	@tail -n 20 -F var/log/*.log
 
 test: install ## unit tests of every service, then the e2e suite against a fresh test stack
@@ -63,3 +66,6 @@ admin: install ## create an active admin: make admin EMAIL=a@b.c PASSWORD=...
 
 clean: down ## stop the stack and delete var/ (keys, media, mail, logs)
 	rm -rf var
+
+test-fresh: ## the README's steps on a brand-new Debian 12 root (debootstrap, namespaces; needs root), timed
+	@scripts/test-fresh.sh

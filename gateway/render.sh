@@ -20,6 +20,10 @@ template=${NGINX_TEMPLATE:-$here/../deploy/nginx.conf}
 : "${GATEWAY_AUTH_BURST:=10}"
 : "${GATEWAY_TOKEN_RECHECK_SECONDS:=60}"
 : "${TRUSTED_PROXIES:=}"
+: "${GATEWAY_STATUS_PORT:=5091}"
+# Set by scripts/stack.py when it runs as root: nginx workers run as root (the checkout may be in /root).
+: "${GATEWAY_WORKER_USER:=}"
+WORKER_USER_DIRECTIVE=${GATEWAY_WORKER_USER:+"user $GATEWAY_WORKER_USER;"}
 
 # nginx needs absolute paths: the prefix is not the directory these are relative to.
 absolute() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$(pwd)" "$1" ;; esac; }
@@ -42,13 +46,13 @@ GATEWAY_DIR=$(mkdir -p "$out" && cd "$out" && pwd)
 
 export GATEWAY_DIR GATEWAY_PORT AUTH_UPSTREAM CATALOG_UPSTREAM STREAMER_UPSTREAM MEDIA_DIR KEYS_DIR FRONTEND_DIR \
     CORS_ORIGIN_MAP UPLOAD_BODY_LIMIT GATEWAY_AUTH_RATE GATEWAY_AUTH_BURST GATEWAY_TOKEN_RECHECK_SECONDS \
-    REAL_IP_FROM TRUSTED_PROXY_GEO
+    REAL_IP_FROM TRUSTED_PROXY_GEO GATEWAY_STATUS_PORT WORKER_USER_DIRECTIVE
 
 # Verified tokens are cached per key pair: a new render (new keys, maybe) starts empty.
 rm -rf "$out/cache"
 mkdir -p "$out/tmp" "$out/cache"
 envsubst '$GATEWAY_DIR $GATEWAY_PORT $AUTH_UPSTREAM $CATALOG_UPSTREAM $STREAMER_UPSTREAM $MEDIA_DIR $KEYS_DIR
     $FRONTEND_DIR $CORS_ORIGIN_MAP $UPLOAD_BODY_LIMIT $GATEWAY_AUTH_RATE $GATEWAY_AUTH_BURST
-    $GATEWAY_TOKEN_RECHECK_SECONDS $REAL_IP_FROM $TRUSTED_PROXY_GEO' \
+    $GATEWAY_TOKEN_RECHECK_SECONDS $REAL_IP_FROM $TRUSTED_PROXY_GEO $GATEWAY_STATUS_PORT $WORKER_USER_DIRECTIVE' \
     <"$template" >"$out/nginx.conf"
 cp "$here"/*.js "$out/"

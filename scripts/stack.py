@@ -5,22 +5,27 @@
     stack.py --profile dev down | status | prepare
     stack.py --profile test reset  # stop, drop its databases, flush its Redis db, empty its var dir
 
-Processes are started in the background with pid files and logs under $VAR_DIR/run and $VAR_DIR/log.
-A service whose package does not exist yet is skipped.
+The processes (the `processes(env)` list, the one place every program is defined) run under supervisord:
+it restarts a program that dies, rotates the logs in $VAR_DIR/log, and `down` stops exactly what `up`
+started. This script does what supervisord does not: the environment, databases, keys, the gateway
+config, supervisord.conf, and resetting a test stack. A service whose package does not exist yet is skipped.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+import xmlrpc.client
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from videoflix_shared.config import layered_settings, read_dotenv
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -31,6 +36,7 @@ PROFILES = {
         "VAR_DIR": str(ROOT / "var"),
         "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
         "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025", "INBOX_PORT": "8025",
+        "METRICS_PORT": "5090", "GATEWAY_STATUS_PORT": "5091",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -39,6 +45,7 @@ PROFILES = {
         "VAR_DIR": str(ROOT / "var" / "test"),
         "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
         "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025", "INBOX_PORT": "18025",
+        "METRICS_PORT": "15090", "GATEWAY_STATUS_PORT": "15091",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
@@ -60,21 +67,13 @@ MAILDEV = ROOT / "scripts" / "maildev" / "node_modules" / ".bin" / "maildev"
 
 @dataclass
 class Process:
+    """One program of the stack; supervisord runs it from ROOT with the stack's environment plus
+    `environment`."""
     name: str
     command: str
     needs: str  # a path relative to ROOT that must exist, or ""
     health_url: str = ""
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key.strip()] = value.strip().strip("'\"")
-    return values
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 def test_slot_profile(slot: int) -> dict[str, str]:
@@ -85,24 +84,24 @@ def test_slot_profile(slot: int) -> dict[str, str]:
         "VAR_DIR": str(ROOT / "var" / f"test{slot}"),
         "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
         "STREAMER_PORT": str(base + 3), "CATALOG_INTERNAL_PORT": str(base + 4), "SMTP_PORT": str(base + 25),
-        "INBOX_PORT": str(base + 825),
+        "INBOX_PORT": str(base + 825), "METRICS_PORT": str(base + 90), "GATEWAY_STATUS_PORT": str(base + 91),
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
         "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
     }
 
 
-def build_env(profile: str) -> dict[str, str]:
+def build_env(profile: str, dotenv: Path = ROOT / ".env") -> dict[str, str]:
     env = dict(os.environ)
     if profile == "dev":
-        env.update(read_dotenv(ROOT / ".env"))
-        for key, value in PROFILES["dev"].items():
-            env.setdefault(key, value)
+        # `make up WORKERS=4` (the environment) wins over .env, .env over the defaults.
+        env = layered_settings(PROFILES["dev"], read_dotenv(dotenv), os.environ)
     elif int(env.get("TEST_SLOT", "0") or 0):
         env.update(test_slot_profile(int(env["TEST_SLOT"])))
     else:
         env.update(PROFILES[profile])
-    var = Path(env["VAR_DIR"])
+    var = ROOT / env["VAR_DIR"]  # a relative VAR_DIR (.env.template's `var`) is relative to the checkout
+    env["VAR_DIR"] = str(var)
     env.setdefault("KEYS_DIR", str(var / "keys"))
     env.setdefault("MEDIA_DIR", str(var / "media"))
     env.setdefault("MAIL_DIR", str(var / "mail"))
@@ -116,6 +115,9 @@ def build_env(profile: str) -> dict[str, str]:
     gateway = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
     env.setdefault("PUBLIC_BASE_URL", gateway)
     env.setdefault("FRONTEND_BASE_URL", gateway)
+    # Root's checkout may sit in /root (mode 0700): nginx workers then run as root too, like the services,
+    # instead of `nobody`, who could not read the web app, the media or the token socket.
+    env["GATEWAY_WORKER_USER"] = "root" if os.geteuid() == 0 else ""
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
@@ -127,45 +129,61 @@ def public_keys_dir(env: dict[str, str]) -> Path:
     return Path(env["VAR_DIR"]) / "public-keys"
 
 
-def without_private_key(env: dict[str, str]) -> str:
-    """`env ...` prefix pointing a process at the public keys only."""
+def without_private_key(env: dict[str, str]) -> dict[str, str]:
+    """The environment that points a process at the public keys only."""
     public = public_keys_dir(env)
-    return f"env KEYS_DIR={shlex.quote(str(public))} SERVICE_TOKEN_FILE={shlex.quote(str(public / 'service_token'))}"
+    return {"KEYS_DIR": str(public), "SERVICE_TOKEN_FILE": str(public / "service_token")}
+
+
+def metrics_dir(env: dict[str, str], name: str) -> str:
+    """prometheus_client's multiprocess directory of one program (gunicorn workers, rq work horses)."""
+    return str(Path(env["VAR_DIR"]) / "metrics" / name)
 
 
 def processes(env: dict[str, str]) -> list[Process]:
+    """Every program of the local stack: the one place one is defined (supervisord.conf is rendered
+    from this list)."""
     gunicorn = "gunicorn -c services/gunicorn.conf.py"
     gateway_dir = Path(env["VAR_DIR"]) / "gateway"
     public = without_private_key(env)
     listed = [
         # maildev (npm, scripts/install.sh): SMTP, the web inbox, and one MAIL_DIR/<id>.eml per message.
-        Process("maildev", f"{public} {MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
+        Process("maildev", f"{MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
                            f"--mail-directory {shlex.quote(env['MAIL_DIR'])} --silent",
-                str(MAILDEV.relative_to(ROOT)), f"http://127.0.0.1:{env['INBOX_PORT']}/healthz"),
+                str(MAILDEV.relative_to(ROOT)), f"http://127.0.0.1:{env['INBOX_PORT']}/healthz", public),
     ]
     for name in ("auth", "catalog", "streamer"):
         port = env[f"{name.upper()}_PORT"]
-        keys = "" if name == "auth" else f"{public} "
         listed.append(Process(
-            name, f"{keys}env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
+            name, f"{gunicorn} 'services.{name}.app:create_app()'",
             f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
+            {"PORT": port, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, name), **({} if name == "auth" else public)},
         ))
     # The same catalog app for the transcoder's /internal/ reports, in its own process: slow or
     # numerous public requests cannot take the threads the transcoders need.
     listed.append(Process(
-        "catalog-internal",
-        f"{public} env PORT={env['CATALOG_INTERNAL_PORT']} GUNICORN_WORKERS=1 {gunicorn} 'services.catalog.app:create_app()'",
+        "catalog-internal", f"{gunicorn} 'services.catalog.app:create_app()'",
         "services/catalog/app.py", f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}/healthz",
+        {"PORT": env["CATALOG_INTERNAL_PORT"], "GUNICORN_WORKERS": "1",
+         "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "catalog-internal"), **public},
     ))
     listed.append(Process(
-        "reconciler", f"{public} flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+        "reconciler", "flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+        environment=public,
     ))
     listed.append(Process(  # auth's housekeeping: expired link and refresh tokens, hourly
         "pruner", "flask --app services.auth.app prune-tokens --every 3600", "services/auth/app.py",
     ))
     for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
-        listed.append(Process(f"transcoder-{index + 1}", f"{public} python -m services.transcoder.worker",
-                              "services/transcoder/worker.py"))
+        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+                              "services/transcoder/worker.py",
+                              environment={"PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "transcoder"), **public}))
+    listed.append(Process(
+        "metrics", f"python -m services.transcoder.exporter --port {env['METRICS_PORT']} "
+                   f"--multiprocess-dir {metrics_dir(env, 'transcoder')} "
+                   f"--stub-status http://127.0.0.1:{env['GATEWAY_STATUS_PORT']}/stub_status",
+        "services/transcoder/exporter.py", f"http://127.0.0.1:{env['METRICS_PORT']}/metrics", public,
+    ))
     listed.append(Process(
         "gateway", f"nginx -p {gateway_dir} -c {gateway_dir}/nginx.conf -g 'daemon off;'",
         "deploy/nginx.conf", f"http://127.0.0.1:{env['GATEWAY_PORT']}/healthz",
@@ -194,6 +212,12 @@ def prepare(env: dict[str, str]) -> None:
     var = Path(env["VAR_DIR"])
     for sub in ("run", "log", "media", "gateway"):
         (var / sub).mkdir(parents=True, exist_ok=True)
+    # Multiprocess metric files belong to one run of the stack (counters start again from zero).
+    if supervisor(env) is None:
+        shutil.rmtree(var / "metrics", ignore_errors=True)
+    for process in processes(env):
+        if "PROMETHEUS_MULTIPROC_DIR" in process.environment:
+            Path(process.environment["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])} {shlex.quote(str(public_keys_dir(env)))}",
         env)
     for service in ("auth", "catalog"):
@@ -213,28 +237,134 @@ def create_admin(env: dict[str, str]) -> None:
     run(f"flask --app services.auth.app create-admin {shlex.quote(env['ADMIN_EMAIL'])}", env)
 
 
-def pid_file(env: dict[str, str], name: str) -> Path:
-    return Path(env["VAR_DIR"]) / "run" / f"{name}.pid"
+def supervisor_paths(env: dict[str, str]) -> tuple[Path, Path, Path]:
+    """supervisord's config, control socket and pid file of this stack (one supervisord per VAR_DIR)."""
+    var = Path(env["VAR_DIR"])
+    return var / "supervisord.conf", var / "run" / "supervisor.sock", var / "run" / "supervisord.pid"
+
+
+def settings_digest(env: dict[str, str]) -> str:
+    """A hash of the settings the processes inherit: a changed one means supervisord must restart."""
+    names = set(PROFILES["test"]) | set(read_dotenv(ROOT / ".env.template")) | {"PATH", "PYTHONPATH"}
+    text = "\n".join(f"{key}={env.get(key, '')}" for key in sorted(names))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def supervisor_config(env: dict[str, str], listed: list[Process]) -> str:
+    """supervisord.conf for `listed`: every program restarted when it dies, its log rotated, stopped with
+    its whole process group (gunicorn workers, rq work horses, ffmpeg) on `down`."""
+    conf, socket_path, pid_path = supervisor_paths(env)
+    log = Path(env["VAR_DIR"]) / "log"
+
+    def quote(value: str) -> str:
+        return value.replace("%", "%%")
+
+    sections = [f"""# Rendered by scripts/stack.py from processes(env); settings digest {settings_digest(env)}
+[unix_http_server]
+file={socket_path}
+chmod=0700
+
+[supervisord]
+logfile={log / "supervisord.log"}
+logfile_maxbytes=10MB
+logfile_backups=3
+pidfile={pid_path}
+directory={ROOT}
+childlogdir={log}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{socket_path}
+"""]
+    for process in listed:
+        environment = ",".join(f'{key}="{quote(value)}"' for key, value in process.environment.items())
+        sections.append(f"""[program:{process.name}]
+command={quote(process.command)}
+directory={ROOT}
+{"environment=" + environment if environment else ""}
+autorestart=true
+startsecs=1
+startretries=20
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={log / (process.name + ".log")}
+stdout_logfile_maxbytes=20MB
+stdout_logfile_backups=3
+""")
+    return "\n".join(sections)
+
+
+def supervisor(env: dict[str, str]):
+    """An XML-RPC proxy to this stack's supervisord, or None when it is not running."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    _, socket_path, _ = supervisor_paths(env)
+    if not socket_path.exists():
+        return None
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", SupervisorTransport(None, None, f"unix://{socket_path}"))
+    try:
+        proxy.supervisor.getState()
+    except OSError:
+        return None
+    return proxy
 
 
 def running_pid(env: dict[str, str], name: str) -> int | None:
-    path = pid_file(env, name)
-    try:
-        pid = int(path.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+    """The pid of a running program (its process group leader), as supervisord reports it."""
+    proxy = supervisor(env)
+    if proxy is None:
         return None
+    try:
+        info = proxy.supervisor.getProcessInfo(name)
+    except xmlrpc.client.Fault:
+        return None
+    return info["pid"] if info["statename"] == "RUNNING" and info["pid"] else None
 
 
 def start(env: dict[str, str], process: Process) -> None:
-    if running_pid(env, process.name):
+    """Start one stopped program (supervisord restarts crashed ones by itself)."""
+    try:
+        supervisor(env).supervisor.startProcess(process.name, True)
+    except xmlrpc.client.Fault as fault:
+        if "ALREADY_STARTED" not in fault.faultString:
+            raise
+
+
+def stop(env: dict[str, str], name: str) -> None:
+    """Stop one program and keep it stopped (SIGTERM to its group, SIGKILL after stopwaitsecs)."""
+    proxy = supervisor(env)
+    if proxy is None:
         return
-    log = open(Path(env["VAR_DIR"]) / "log" / f"{process.name}.log", "ab")
-    # exec: the pid file then names the process itself, not a shell that dies first on SIGTERM.
-    child = subprocess.Popen(f"exec {process.command}", shell=True, cwd=ROOT, env=env, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file(env, process.name).write_text(str(child.pid))
+    try:
+        proxy.supervisor.stopProcess(name, True)
+    except xmlrpc.client.Fault as fault:
+        if "NOT_RUNNING" not in fault.faultString:
+            raise
+
+
+def start_supervisor(env: dict[str, str], listed: list[Process]) -> None:
+    """supervisord with this config; a running one with another config (other programs or settings:
+    `make up WORKERS=4` after `make up`) is shut down first."""
+    conf, _, _ = supervisor_paths(env)
+    text = supervisor_config(env, listed)
+    proxy = supervisor(env)
+    if proxy is not None and conf.exists() and conf.read_text() == text:
+        proxy.supervisor.startAllProcesses(False)
+        return
+    if proxy is not None:
+        down(env)
+    conf.write_text(text)
+    # supervisord daemonizes: the programs it starts inherit `env`.
+    subprocess.run(["supervisord", "-c", str(conf)], cwd=ROOT, env=env, check=True)
+    deadline = time.monotonic() + 30
+    while supervisor(env) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"supervisord did not start; see {env['VAR_DIR']}/log/supervisord.log")
+        time.sleep(0.2)
 
 
 def wait_healthy(url: str, timeout: float = 60) -> bool:
@@ -253,9 +383,9 @@ def wait_healthy(url: str, timeout: float = 60) -> bool:
 def up(env: dict[str, str]) -> int:
     prepare(env)
     listed = processes(env)
-    for process in listed:
-        start(env, process)
+    start_supervisor(env, listed)
     failed = [p.name for p in listed if p.health_url and not wait_healthy(p.health_url)]
+    failed += [p.name for p in listed if not p.health_url and not wait_until_running(env, p.name)]
     if failed:
         print(f"not healthy: {', '.join(failed)}; see {env['VAR_DIR']}/log/", file=sys.stderr)
         return 1
@@ -266,35 +396,29 @@ def up(env: dict[str, str]) -> int:
     return 0
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def stop(env: dict[str, str], name: str, timeout: float = 30) -> None:
-    """SIGTERM the process group (graceful: gunicorn drains, rq finishes its job), SIGKILL after timeout."""
-    pid = running_pid(env, name)
-    if pid:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and group_alive(pid):
-            time.sleep(0.1)
-        if group_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    pid_file(env, name).unlink(missing_ok=True)
+def wait_until_running(env: dict[str, str], name: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(env, name):
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def down(env: dict[str, str]) -> int:
-    names = [path.stem for path in (Path(env["VAR_DIR"]) / "run").glob("*.pid")]
-    for name in names:
-        stop(env, name)
-    print(f"stopped: {', '.join(sorted(names)) or 'nothing was running'}")
+    """Shut supervisord down: it stops every program it started (each with its process group) first."""
+    proxy = supervisor(env)
+    if proxy is None:
+        print("stopped: nothing was running")
+        return 0
+    names = sorted(info["name"] for info in proxy.supervisor.getAllProcessInfo())
+    _, socket_path, pid_path = supervisor_paths(env)
+    pid = int(pid_path.read_text())
+    proxy.supervisor.shutdown()
+    deadline = time.monotonic() + 90
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print(f"stopped: {', '.join(names)}")
     return 0
 
 
@@ -311,10 +435,12 @@ def reset(env: dict[str, str]) -> int:
 
 
 def status(env: dict[str, str]) -> int:
-    for process in processes(env):
-        pid = running_pid(env, process.name)
-        print(f"{process.name:14} {'running pid ' + str(pid) if pid else 'stopped'}")
-    return 0
+    """Every program with its state, pid and uptime (supervisorctl status)."""
+    conf, _, _ = supervisor_paths(env)
+    if supervisor(env) is None:
+        print(f"not running (no supervisord for {env['VAR_DIR']})")
+        return 3
+    return subprocess.run(["supervisorctl", "-c", str(conf), "status"], env=env, check=False).returncode
 
 
 def main() -> int:

@@ -16,3 +16,11 @@ errorlog = "-"
 limit_request_fields = 32768
 limit_request_field_size = 0
 limit_request_line = 0
+
+
+def child_exit(server, worker):
+    """A worker that exits takes its live gauges with it (prometheus_client multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -27,6 +27,7 @@ import pytest
 import requests
 import schemathesis
 from conftest import (
+    STACK,
     STRONG_PASSWORD,
     ApiClient,
     b64url,
@@ -495,8 +496,7 @@ def test_twenty_concurrent_viewers_get_every_byte(victim, stack_env):
     assert response.status_code == 201, response.text
     video_id = response.json()["id"]
     wait_until(lambda: victim.get(f"video/{video_id}/").json()["status"] == "ready", 180, what="a ready video")
-    watched = {name: int((Path(stack_env["VAR_DIR"]) / "run" / f"{name}.pid").read_text())
-               for name in ("gateway", "streamer")}
+    watched = {name: STACK.running_pid(stack_env, name) for name in ("gateway", "streamer")}
     result = soak(victim.base, victim.cookies, video_id, Path(stack_env["MEDIA_DIR"]) / "hls" / str(video_id) / "360p",
                   FLOOD_SECONDS, 20, watched)
     assert not result.errors, f"{len(result.errors)} errors, first: {result.errors[:5]}"

@@ -202,7 +202,7 @@ def rung_encoder(video_id: int) -> int | None:
 
 
 def owning_worker(pid: int, workers: dict[int, str]) -> str:
-    """The stack process (its pid file's pid: a shell whose child is the worker) above `pid`."""
+    """The stack process (the worker supervisord started) above `pid`."""
     while pid > 1:
         if pid in workers:
             return workers[pid]
@@ -255,16 +255,15 @@ def test_video_deleted_mid_transcode_stops_its_jobs_and_leaves_no_files(logged_i
 
 def test_worker_killed_mid_transcode_still_ends_ready(logged_in_client, long_clip, stack_env):
     client = logged_in_client
-    run_dir = Path(stack_env["VAR_DIR"]) / "run"
-    workers = {int(path.read_text()): path.stem for path in run_dir.glob("transcoder-*.pid")}
-    workers = {pid: name for pid, name in workers.items() if alive(pid)}
+    names = [process.name for process in STACK.processes(stack_env) if process.name.startswith("transcoder-")]
+    workers = {pid: name for name in names if (pid := STACK.running_pid(stack_env, name))}
     assert len(workers) >= 2, "needs a second worker to take the job over"
     video = upload(client, long_clip, title="Killed worker")
     encoder = wait_for_encoder(client, video["id"])
     victim = owning_worker(encoder, workers)
     victim_pid = next(pid for pid, name in workers.items() if name == victim)
     try:
-        os.killpg(victim_pid, signal.SIGKILL)  # the shell and the worker; its horse and ffmpeg die with it
+        os.killpg(victim_pid, signal.SIGKILL)  # the worker's group; its horse and ffmpeg die with it
         deadline = time.monotonic() + 5
         while alive(encoder):
             assert time.monotonic() < deadline, "ffmpeg outlived its killed worker"
@@ -276,5 +275,5 @@ def test_worker_killed_mid_transcode_still_ends_ready(logged_in_client, long_cli
         assert sorted(path.name for path in hls.iterdir() if path.name.startswith(".tmp-")) == []
         for rung in ("360p", "480p"):
             assert client.get(f"video/{video['id']}/{rung}/index.m3u8").status_code == 200
-    finally:
+    finally:  # supervisord restarts it by itself; make sure before the next test
         STACK.start(stack_env, next(p for p in STACK.processes(stack_env) if p.name == victim))

@@ -32,7 +32,8 @@ from deploy.tests.compose_files import (
 APP_SERVICES = ["auth", "catalog", "streamer", "transcoder", "reconciler"]
 HTTP_SERVICES = ["auth", "catalog", "streamer"]
 # Set by every stack for each process (stack.py locally, `environment` in compose), never from .env.
-SET_PER_PROCESS = {"PORT", "BIND_HOST", "AUTH_UPSTREAM", "CATALOG_UPSTREAM", "STREAMER_UPSTREAM"}
+SET_PER_PROCESS = {"PORT", "BIND_HOST", "AUTH_UPSTREAM", "CATALOG_UPSTREAM", "STREAMER_UPSTREAM",
+                   "GATEWAY_WORKER_USER"}
 VENV_BIN = ROOT / ".venv" / "bin"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.views import MethodView
+from prometheus_client import Counter
 from werkzeug.datastructures import FileStorage
 from videoflix_shared.security import current_user_id
 
@@ -12,6 +13,8 @@ from videoflix_shared.blueprint import Blueprint
 from .models import Video, db
 from .schemas import UploadSchema, VideoSchema
 from .storage import keep_original, original_relative_path, remove_video_files
+
+UPLOAD_BYTES = Counter("videoflix_upload_bytes", "Bytes of uploaded originals stored")
 
 blp = Blueprint("uploads", __name__, url_prefix="/api/video", description="Upload videos.")
 
@@ -46,7 +49,8 @@ def store_upload(upload: FileStorage, title: str, description: str, category: st
     db.session.add(video)
     db.session.flush()
     video.original_path = original_relative_path(video.id, upload.filename)
-    keep_original(upload.stream, video.original_path)
+    stored = keep_original(upload.stream, video.original_path)
+    UPLOAD_BYTES.inc(stored.stat().st_size)
     try:
         db.session.commit()
     except Exception:

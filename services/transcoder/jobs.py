@@ -27,7 +27,7 @@ from rq.timeouts import JobTimeoutException
 
 from videoflix_shared import Settings
 
-from . import ffmpeg, ladder, probe, publish
+from . import ffmpeg, ladder, metrics, probe, publish
 from .catalog_client import CatalogClient, VideoGone
 from .process import ResourceLimits
 from .progress import Throttle, percent_done
@@ -220,10 +220,11 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
         if not publish.is_published(directory, rung):
             rendition = ladder.rendition_for(rung, source_height)
             command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio, demuxer=demuxer)
-            with publish.staging_dir(directory, rung) as staged:
+            with metrics.encoding([rung], duration), publish.staging_dir(directory, rung) as staged:
                 ffmpeg.run(command, ResourceLimits.from_settings(settings), cwd=staged,
                            on_seconds=progress_reporter(catalog, video_id, [rung], duration))
                 publish.publish_rung(staged, directory, rung)
+            metrics.count_segments(rung, directory / rung)
         report_renditions(catalog, video_id, directory, [rung])
 
 
@@ -240,7 +241,8 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
         missing = [ladder.rendition_for(rung, source_height) for rung in rungs
                    if not publish.is_published(directory, rung)]
         if missing:
-            with contextlib.ExitStack() as stack:
+            with metrics.encoding([rendition.name for rendition in missing], duration), \
+                    contextlib.ExitStack() as stack:
                 outputs = [(rendition, stack.enter_context(publish.staging_dir(directory, rendition.name)))
                            for rendition in missing]
                 command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio, demuxer=demuxer)
@@ -249,6 +251,8 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
                            niceness=SPLIT_NICENESS)
                 for rendition, staged in outputs:
                     publish.publish_rung(staged, directory, rendition.name)
+            for rendition in missing:
+                metrics.count_segments(rendition.name, directory / rendition.name)
         report_renditions(catalog, video_id, directory, rungs)
 
 

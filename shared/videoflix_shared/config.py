@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +52,7 @@ class Settings:
     ffmpeg_memory_mb: int
     ffmpeg_cpu_seconds: int
     log_level: str
+    metrics_multiprocess_dir: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -92,6 +94,7 @@ class Settings:
             ffmpeg_memory_mb=int(get("FFMPEG_MEMORY_MB", "4096")),
             ffmpeg_cpu_seconds=int(get("FFMPEG_CPU_SECONDS", str(16 * 3600))),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            metrics_multiprocess_dir=get("PROMETHEUS_MULTIPROC_DIR", ""),
         )
 
     @property
@@ -107,3 +110,22 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a .env file (comments and blank lines skipped, quotes stripped); {} if absent."""
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def layered_settings(defaults: Mapping[str, str], dotenv: Mapping[str, str],
+                     explicit: Mapping[str, str]) -> dict[str, str]:
+    """The one precedence rule of the local stack: explicit settings (the environment, `make up
+    WORKERS=4`) win over `.env`, and `.env` over the defaults."""
+    return {**defaults, **dotenv, **explicit}

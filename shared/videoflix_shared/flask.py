@@ -10,6 +10,7 @@ from .config import Settings
 from .errors import register_error_handlers
 from .health import register_health
 from .logs import configure_logging, init_request_logging
+from .metrics import init_metrics
 
 
 def init_service(
@@ -18,7 +19,7 @@ def init_service(
     title: str,
     health_checks: dict[str, Callable[[], None]] | None = None,
 ) -> Api:
-    """Logging, OpenAPI (served at /openapi/openapi.json), JSON errors and /healthz."""
+    """Logging, OpenAPI (served at /openapi/openapi.json), JSON errors, /healthz and /metrics."""
     app.config.setdefault("SETTINGS", settings)
     app.config.setdefault("API_TITLE", title)
     app.config.setdefault("API_VERSION", "1.0")
@@ -35,4 +36,5 @@ def init_service(
     # After Api(): flask-smorest registers its own HTTPException handler, which ours replaces.
     register_error_handlers(app)
     register_health(app, health_checks)
+    init_metrics(app, settings)
     return api

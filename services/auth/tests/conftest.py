@@ -25,7 +25,8 @@ from services.auth.app import create_app
 from services.auth.models import db
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
-DATABASE = "videoflix_unit_auth" + (os.environ.get("TEST_SLOT", "0").strip("0") and os.environ["TEST_SLOT"])
+# Per TEST_SLOT, like the test stacks: two checkouts running their unit tests at once do not share it.
+DATABASE = f"videoflix_unit{os.environ.get('TEST_SLOT', '')}_auth"
 FRONTEND = "http://frontend.test"
 STRONG_PASSWORD = "Corr3ct-Horse-Battery!"
 

@@ -22,7 +22,8 @@ from services.catalog.app import MIGRATIONS_DIR, create_app
 from services.catalog.models import db
 
 PG = os.environ.get("UNIT_PG_URL", "postgresql://postgres@127.0.0.1:5432")
-DATABASE = "videoflix_unit_catalog"
+# Per TEST_SLOT, like the test stacks: two checkouts running their unit tests at once do not share it.
+DATABASE = f"videoflix_unit{os.environ.get('TEST_SLOT', '')}_catalog"
 REDIS_URL = os.environ.get("CATALOG_UNIT_REDIS_URL", "redis://127.0.0.1:6379/15")
 CSRF = "csrf-secret-value"
 

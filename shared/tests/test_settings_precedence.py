@@ -1,0 +1,47 @@
+"""Explicit settings (the environment: `make up WORKERS=4`) win over .env, .env over the defaults."""
+import importlib.util
+import sys
+
+import pytest
+
+from videoflix_shared.config import REPO_ROOT, layered_settings, read_dotenv
+
+
+def load_stack():
+    spec = importlib.util.spec_from_file_location("videoflix_stack", REPO_ROOT / "scripts" / "stack.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_layer_wins_over_the_one_below():
+    merged = layered_settings(
+        {"A": "default", "B": "default", "C": "default"},
+        {"B": "dotenv", "C": "dotenv"},
+        {"C": "explicit"},
+    )
+    assert merged == {"A": "default", "B": "dotenv", "C": "explicit"}
+
+
+def test_read_dotenv_skips_comments_and_strips_quotes(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("# a comment\n\nTRANSCODER_WORKERS=3\nMAIL_FROM='Videoflix <a@b.c>'\nEMPTY=\n")
+    assert read_dotenv(path) == {"TRANSCODER_WORKERS": "3", "MAIL_FROM": "Videoflix <a@b.c>", "EMPTY": ""}
+    assert read_dotenv(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize("environment, dotenv, workers", [
+    ({}, "", 2),                                        # the default
+    ({}, "TRANSCODER_WORKERS=3\n", 3),                  # .env over the default
+    ({"TRANSCODER_WORKERS": "4"}, "TRANSCODER_WORKERS=3\n", 4),  # `make up WORKERS=4` over .env
+])
+def test_the_dev_stack_starts_the_workers_asked_for(monkeypatch, tmp_path, environment, dotenv, workers):
+    stack = load_stack()
+    monkeypatch.delenv("TRANSCODER_WORKERS", raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / ".env").write_text(dotenv)
+    env = stack.build_env("dev", dotenv=tmp_path / ".env")
+    names = [process.name for process in stack.processes(env) if process.name.startswith("transcoder-")]
+    assert len(names) == workers
