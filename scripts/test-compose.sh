@@ -45,13 +45,18 @@ compose() { "${COMPOSE[@]}" "$@"; }
 step "dockerd (var/docker)"
 mkdir -p "$DOCKER_DIR"
 dockerd_pid=
+stop_dockerd() {  # and what it leaves mounted (its network namespace), so var/ can be deleted
+  kill "$dockerd_pid" 2>/dev/null && wait "$dockerd_pid" 2>/dev/null
+  dockerd_pid=
+  awk -v dir="$DOCKER_DIR/" 'index($2, dir) == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 $SUDO umount -l
+}
 cleanup() {
   status=$?
   set +e
   if [ -n "$dockerd_pid" ]; then
-    if [ $status != 0 ]; then compose ps -a; compose logs --tail=40; fi >"$STATE/failure.log" 2>&1
+    if [ $status != 0 ]; then mkdir -p "$STATE"; { compose ps -a; compose logs --tail=40; } >"$STATE/failure.log" 2>&1; fi
     compose down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1
-    kill "$dockerd_pid" 2>/dev/null && wait "$dockerd_pid" 2>/dev/null
+    stop_dockerd
   fi
   [ $status = 0 ] || echo "test-compose: failed after $(($(date +%s) - started))s; logs: var/compose/failure.log, var/docker/dockerd.log" >&2
 }
@@ -69,7 +74,15 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   if [ ! -s "$CACHE/bookworm-minbase.tar" ]; then
     mkdir -p "$CACHE"
     rootfs=$(mktemp -d "$CACHE/rootfs.XXXXXX")
-    $SUDO debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian
+    $SUDO debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" \
+      || { tail -20 "$CACHE/debootstrap.log"; fail "debootstrap"; }
+    # This machine's own certificate authorities (a TLS-inspecting proxy's, say): pip and npm in the
+    # builds then reach PyPI and npm as the host does. Images that install ca-certificates take them in.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+      mkdir -p "$rootfs/usr/local/share/ca-certificates"
+      cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    fi
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
     # As Debian's official images: security updates, no documentation, no daemons started by packages.
     printf '%s\n' "deb http://deb.debian.org/debian bookworm main" \
       "deb http://deb.debian.org/debian bookworm-updates main" \
@@ -90,7 +103,7 @@ build() {  # build TAG DOCKERFILE [build args...]: the repository root is the co
   local tag=$1 dockerfile=$2
   shift 2
   local begin=$SECONDS
-  docker build --network host --quiet -t "$tag" -f "$dockerfile" "$@" . >/dev/null \
+  docker build --network host --quiet -t "$tag" -f "$dockerfile" "$@" . >/dev/null 2>&1 \
     || { docker build --network host -t "$tag" -f "$dockerfile" "$@" . | tail -40; fail "building $tag"; }
   echo "$tag: $((SECONDS - begin))s"
 }
@@ -197,7 +210,6 @@ docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^video
 
 step "tear down"
 compose down --volumes --remove-orphans --timeout 20
-kill "$dockerd_pid" && wait "$dockerd_pid" || true
-dockerd_pid=
+stop_dockerd
 elapsed=$(($(date +%s) - started))
 printf '\nmake test-compose passed in %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
