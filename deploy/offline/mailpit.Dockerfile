@@ -11,5 +11,7 @@ RUN pip install --no-cache-dir "$(grep '^aiosmtpd==' /tmp/auth-requirements.txt)
     && mkdir -p /data/mail && chown mailpit:mailpit /data/mail
 COPY scripts/mailsink.py /usr/local/lib/mailsink.py
 COPY deploy/offline/mailpit.py /mailpit
+# The healthcheck runs /mailpit itself, as in the real image.
+RUN chmod 755 /mailpit
 USER 10001:10001
-ENTRYPOINT ["python", "/mailpit"]
+ENTRYPOINT ["/mailpit"]

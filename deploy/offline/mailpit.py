@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """`/mailpit`: the mail catcher stand-in's entry point. `/mailpit readyz` exits 0 when the SMTP port
 answers (the compose healthcheck); without arguments it runs scripts/mailsink.py on MP_SMTP_BIND_ADDR."""
 import os
