@@ -39,7 +39,7 @@ fi
 [ -x .venv/bin/pytest ] || scripts/install.sh
 # Compose v2: the docker CLI plugin when there is one, else the binary requirements-dev.txt installs.
 if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); else COMPOSE_BIN=("$ROOT/.venv/bin/docker-compose"); fi
-COMPOSE=("${COMPOSE_BIN[@]}" -f deploy/docker-compose.yml -f deploy/offline/docker-compose.test.yml)
+COMPOSE=("${COMPOSE_BIN[@]}" --progress quiet -f deploy/docker-compose.yml -f deploy/offline/docker-compose.test.yml)
 compose() { "${COMPOSE[@]}" "$@"; }
 
 step "dockerd (var/docker)"
@@ -141,13 +141,14 @@ $SUDO chown 10001:10001 "$STATE/keys" "$STATE/media" "$STATE/mail"
 compose up --detach --wait --no-build
 
 JOBS=(keys migrate-auth migrate-catalog admin)
-check_jobs() {  # each one-shot job: one container, exited 0
+check_jobs() {  # each one-shot job: one container, exited 0; prints when each one started
   for job in "${JOBS[@]}"; do
     local ids
     ids=$(compose ps --all --quiet "$job")
     [ "$(wc -w <<<"$ids")" = 1 ] || fail "$job: expected one container, got: $ids"
     [ "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$ids")" = "exited 0" ] \
-      || { compose logs "$job"; fail "$job did not succeed"; }
+      || { compose logs "$job" >&2; fail "$job did not succeed"; }
+    echo "$job $(docker inspect -f '{{.State.StartedAt}}' "$ids")"
   done
 }
 database() { docker exec "$(compose ps --quiet postgres)" psql -p 30432 -U videoflix -Atq -d "$1" -c "$2"; }
@@ -157,20 +158,24 @@ stack_state() {  # what a second run of the jobs must leave as it is
   database videoflix_catalog "select version_num from alembic_version"
   database videoflix_auth "select id, email, is_active, is_admin from users where email = '$ADMIN_EMAIL'"
 }
-check_jobs
+first_jobs=$(check_jobs)
 first=$(stack_state)
 echo "$first"
 grep -q "$ADMIN_EMAIL" <<<"$first" || fail "the admin job created no admin"
 
 step "a second up: the jobs run again and change nothing"
 compose up --detach --wait --no-build
-check_jobs
+second_jobs=$(check_jobs)
+for job in "${JOBS[@]}"; do
+  [ "$(grep "^$job " <<<"$first_jobs")" != "$(grep "^$job " <<<"$second_jobs")" ] || fail "$job did not run again"
+done
+echo "the jobs ran again: $(tr '\n' ' ' <<<"$second_jobs")"
 [ "$(stack_state)" = "$first" ] || { stack_state; fail "a second up changed keys, migrations or the admin"; }
 
 step "every running container's processes are non-root"
 for container in $(compose ps --quiet); do
   name=$(docker inspect -f '{{.Name}}' "$container")
-  uids=$(docker top "$container" -eo uid | tail -n +2 | sort -u | tr '\n' ' ')
+  uids=$(docker top "$container" -eo pid,uid | awk 'NR > 1 {print $2}' | sort -u | tr '\n' ' ')
   echo "$name: uid $uids"
   grep -qw 0 <<<"$uids" && fail "$name runs a process as root"
 done
