@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
+import warnings
 
 import pytest
 import redis
@@ -38,15 +39,17 @@ def wait_until_every_container_is_healthy() -> None:
         time.sleep(2)
 
 
-def eventually(check, timeout: float = 60):
-    """The first request after a restart may meet a connection the restart broke: retry for a while."""
+def eventually(check, what: str, timeout: float = 60):
+    """The first request after a restart may meet a connection the restart broke: retry for a while,
+    and say so (a warning in pytest's summary), as a retried request is one a user would have seen fail."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return check()
-        except (AssertionError, OSError):
+        except (AssertionError, OSError) as error:
             if time.monotonic() > deadline:
                 raise
+            warnings.warn(f"{what}: retrying after {str(error).splitlines()[0][:200]}")
             time.sleep(1)
 
 
@@ -80,7 +83,7 @@ def test_a_restart_of_any_service_loses_nothing(make_client, mail, clip):  # noq
             assert plays(viewer, video_id), f"video {video_id} does not play after restarting {service}"
             assert mail.messages_to(address), f"the activation mail is gone after restarting {service}"
 
-        eventually(account_and_video_are_there)
+        eventually(account_and_video_are_there, f"after restarting {service}")
 
     # The pipeline still works end to end: queue, workers, mail and media after every restart.
     response = upload(owner, clip)
