@@ -1,29 +1,28 @@
 """3. Gateway JWT check: latency of a tiny protected response with and without the check.
 
-The response is a 16-byte file on the segment route (no Python involved), fetched through three
-gateways that differ only in that route: no check, the check as deployed (auth_request to a cache of
-verified tokens), and the check without its cache (RSA verification in njs on every request).
+The response is a 16-byte file on the segment route of a ready video (no Python involved), fetched
+through three gateways that differ only in that route: no check, the check as deployed (auth_request to
+a cache of answers per video and token), and the check without its cache (RSA verification in njs and
+the catalog's answer on every request).
 p50/p99 come from wrk with one connection (no queueing); requests/s with 16 connections.
 """
 from __future__ import annotations
-
-import shutil
 
 import requests
 
 from .measure import print_table, ratio, save, wrk
 from .servers import derived_gateway, segments_without_check, token_check_uncached
 
-FAKE_VIDEO_ID = 987654321
+TINY_SEGMENT = "segment_999999.ts"
 SECONDS = 5
 
 
 def run(context) -> dict:
     stack, session = context.stack, context.session
-    video_dir = stack.media_dir / "hls" / str(FAKE_VIDEO_ID)
-    (video_dir / "360p").mkdir(parents=True, exist_ok=True)
-    (video_dir / "360p" / "segment_000.ts").write_bytes(b"G" * 16)
-    path = f"/api/video/{FAKE_VIDEO_ID}/360p/segment_000.ts"
+    video_id = context.video_with_rung("360p")  # the media check asks the catalog: a real, ready video
+    tiny = stack.media_dir / "hls" / str(video_id) / "360p" / TINY_SEGMENT
+    tiny.write_bytes(b"G" * 16)
+    path = f"/api/video/{video_id}/360p/{TINY_SEGMENT}"
     cookie = {"Cookie": session.cookie_header()}
     try:
         with derived_gateway(stack, "no-check", context.port(10), segments_without_check) as unchecked, \
@@ -41,7 +40,7 @@ def run(context) -> dict:
             single = {label: wrk(base + path, 1, SECONDS, cookie, threads=1) for label, base in variants.items()}
             loaded = {label: wrk(base + path, 16, SECONDS, cookie) for label, base in variants.items()}
     finally:
-        shutil.rmtree(video_dir, ignore_errors=True)
+        tiny.unlink(missing_ok=True)
 
     baseline = single["no check"]
     rows = [[label, single[label]["p50_ms"], single[label]["p99_ms"],

@@ -17,7 +17,7 @@ from .harness import ROOT, STACK, Stack, port_open, wait_until
 BENCH_DIR = Path(__file__).resolve().parent
 SEGMENT_LOCATION = "segment_"
 PLAYLIST_LOCATION = "index\\.m3u8"
-JWT_LOCATION = "location = /_jwt"
+JWT_LOCATION = "location = /_video_access"  # the check on media routes
 BRACE = re.compile(r"[{}]")
 
 
@@ -80,7 +80,7 @@ def segments_without_check(text: str) -> str:
 
 
 def token_check_uncached(text: str) -> str:
-    """The token check without its cache of verified tokens: RSA verification on every request."""
+    """The media check without its cache: RSA verification and the catalog's answer on every request."""
     return replace_block(text, JWT_LOCATION, lambda inside: re.sub(r"^[ \t]*proxy_cache.*\n", "", inside,
                                                                    flags=re.MULTILINE))
 

@@ -39,7 +39,7 @@ def run_split(source: Path, work_dir: Path) -> dict:
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     command = ffmpeg.split_command(source, [(rendition, work_dir / rendition.name) for rendition in rungs],
-                                   media.fps, media.has_audio)
+                                   media.fps, media.has_audio, demuxer=media.demuxer)
     subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)

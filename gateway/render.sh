@@ -18,6 +18,8 @@ template=${NGINX_TEMPLATE:-$here/../deploy/nginx.conf}
 : "${MAX_UPLOAD_BYTES:=2147483648}"
 : "${GATEWAY_AUTH_RATE:=10r/m}"
 : "${GATEWAY_AUTH_BURST:=10}"
+: "${GATEWAY_TOKEN_RECHECK_SECONDS:=60}"
+: "${TRUSTED_PROXIES:=}"
 
 # nginx needs absolute paths: the prefix is not the directory these are relative to.
 absolute() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$(pwd)" "$1" ;; esac; }
@@ -28,18 +30,25 @@ FRONTEND_DIR=$(absolute "$FRONTEND_DIR")
 # One `map` entry per allowed origin (CORS_ORIGINS is space or comma separated).
 CORS_ORIGIN_MAP=$(printf '%s\n' "$CORS_ORIGINS" | tr ', ' '\n\n' \
     | sed -n 's#^\(https\{0,1\}://[]A-Za-z0-9.:[-]\{1,\}\)/*$#        "\1" "\1";#p')
+# Each trusted proxy (TRUSTED_PROXIES: addresses or CIDRs, space or comma separated) becomes a
+# set_real_ip_from line and an entry of the geo that believes its X-Forwarded-Proto.
+proxies=$(printf '%s\n' "$TRUSTED_PROXIES" | tr ', ' '\n\n' | grep -E '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' || true)
+REAL_IP_FROM=$(printf '%s\n' "$proxies" | sed -n 's#^\(..*\)$#    set_real_ip_from \1;#p')
+TRUSTED_PROXY_GEO=$(printf '%s\n' "$proxies" | sed -n 's#^\(..*\)$#        \1 1;#p')
 # The upload route accepts the file plus the multipart framing and the other form fields.
 UPLOAD_BODY_LIMIT=$((MAX_UPLOAD_BYTES + 1048576))
 
 GATEWAY_DIR=$(mkdir -p "$out" && cd "$out" && pwd)
 
 export GATEWAY_DIR GATEWAY_PORT AUTH_UPSTREAM CATALOG_UPSTREAM STREAMER_UPSTREAM MEDIA_DIR KEYS_DIR FRONTEND_DIR \
-    CORS_ORIGIN_MAP UPLOAD_BODY_LIMIT GATEWAY_AUTH_RATE GATEWAY_AUTH_BURST
+    CORS_ORIGIN_MAP UPLOAD_BODY_LIMIT GATEWAY_AUTH_RATE GATEWAY_AUTH_BURST GATEWAY_TOKEN_RECHECK_SECONDS \
+    REAL_IP_FROM TRUSTED_PROXY_GEO
 
 # Verified tokens are cached per key pair: a new render (new keys, maybe) starts empty.
 rm -rf "$out/cache"
 mkdir -p "$out/tmp" "$out/cache"
 envsubst '$GATEWAY_DIR $GATEWAY_PORT $AUTH_UPSTREAM $CATALOG_UPSTREAM $STREAMER_UPSTREAM $MEDIA_DIR $KEYS_DIR
-    $FRONTEND_DIR $CORS_ORIGIN_MAP $UPLOAD_BODY_LIMIT $GATEWAY_AUTH_RATE $GATEWAY_AUTH_BURST' \
+    $FRONTEND_DIR $CORS_ORIGIN_MAP $UPLOAD_BODY_LIMIT $GATEWAY_AUTH_RATE $GATEWAY_AUTH_BURST
+    $GATEWAY_TOKEN_RECHECK_SECONDS $REAL_IP_FROM $TRUSTED_PROXY_GEO' \
     <"$template" >"$out/nginx.conf"
 cp "$here"/*.js "$out/"

@@ -30,7 +30,7 @@ PROFILES = {
     "dev": {
         "VAR_DIR": str(ROOT / "var"),
         "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
-        "SMTP_PORT": "1025",
+        "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -38,15 +38,19 @@ PROFILES = {
     "test": {
         "VAR_DIR": str(ROOT / "var" / "test"),
         "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
-        "SMTP_PORT": "11025",
+        "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
         "TRANSCODER_WORKERS": "2",
         # Each e2e test sends from its own 127.0.0.x: up to 20 account requests in a row, then 1 per 2 s.
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
+        # A TLS proxy in front of the gateway, as the e2e suite plays it (clients send from .2 to .251).
+        "TRUSTED_PROXIES": "127.0.0.252",
         # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
+        "GATEWAY_TOKEN_RECHECK_SECONDS": "3",
     },
 }
 
@@ -77,7 +81,7 @@ def test_slot_profile(slot: int) -> dict[str, str]:
         **PROFILES["test"],
         "VAR_DIR": str(ROOT / "var" / f"test{slot}"),
         "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
-        "STREAMER_PORT": str(base + 3), "SMTP_PORT": str(base + 25),
+        "STREAMER_PORT": str(base + 3), "CATALOG_INTERNAL_PORT": str(base + 4), "SMTP_PORT": str(base + 25),
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
         "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
@@ -100,7 +104,8 @@ def build_env(profile: str) -> dict[str, str]:
     env.setdefault("MAIL_DIR", str(var / "mail"))
     env.setdefault("FRONTEND_DIR", str(ROOT / "frontend" / "dist"))
     env["SMTP_HOST"] = env.get("SMTP_HOST", "127.0.0.1")
-    env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_PORT']}"
+    # The transcoder reports to the catalog's internal API process, which public traffic never reaches.
+    env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}"
     env["AUTH_UPSTREAM"] = f"127.0.0.1:{env['AUTH_PORT']}"
     env["CATALOG_UPSTREAM"] = f"127.0.0.1:{env['CATALOG_PORT']}"
     env["STREAMER_UPSTREAM"] = f"127.0.0.1:{env['STREAMER_PORT']}"
@@ -112,23 +117,47 @@ def build_env(profile: str) -> dict[str, str]:
     return env
 
 
+def public_keys_dir(env: dict[str, str]) -> Path:
+    """The public key and the service token, without the private key: every process but auth's reads
+    its KEYS_DIR here."""
+    return Path(env["VAR_DIR"]) / "public-keys"
+
+
+def without_private_key(env: dict[str, str]) -> str:
+    """`env ...` prefix pointing a process at the public keys only."""
+    public = public_keys_dir(env)
+    return f"env KEYS_DIR={shlex.quote(str(public))} SERVICE_TOKEN_FILE={shlex.quote(str(public / 'service_token'))}"
+
+
 def processes(env: dict[str, str]) -> list[Process]:
     gunicorn = "gunicorn -c services/gunicorn.conf.py"
     gateway_dir = Path(env["VAR_DIR"]) / "gateway"
+    public = without_private_key(env)
     listed = [
         Process("mailsink", f"python scripts/mailsink.py --port {env['SMTP_PORT']} --maildir {env['MAIL_DIR']}", ""),
     ]
     for name in ("auth", "catalog", "streamer"):
         port = env[f"{name.upper()}_PORT"]
+        keys = "" if name == "auth" else f"{public} "
         listed.append(Process(
-            name, f"env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
+            name, f"{keys}env PORT={port} {gunicorn} 'services.{name}.app:create_app()'",
             f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
         ))
+    # The same catalog app for the transcoder's /internal/ reports, in its own process: slow or
+    # numerous public requests cannot take the threads the transcoders need.
     listed.append(Process(
-        "reconciler", "flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+        "catalog-internal",
+        f"env PORT={env['CATALOG_INTERNAL_PORT']} GUNICORN_WORKERS=1 {gunicorn} 'services.catalog.app:create_app()'",
+        "services/catalog/app.py", f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}/healthz",
+    ))
+    listed.append(Process(
+        "reconciler", f"{public} flask --app services.catalog.app reconcile --every 30", "services/catalog/app.py",
+    ))
+    listed.append(Process(  # auth's housekeeping: expired link and refresh tokens, hourly
+        "pruner", "flask --app services.auth.app prune-tokens --every 3600", "services/auth/app.py",
     ))
     for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
-        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+        listed.append(Process(f"transcoder-{index + 1}", f"{public} python -m services.transcoder.worker",
                               "services/transcoder/worker.py"))
     listed.append(Process(
         "gateway", f"nginx -p {gateway_dir} -c {gateway_dir}/nginx.conf -g 'daemon off;'",
@@ -158,7 +187,8 @@ def prepare(env: dict[str, str]) -> None:
     var = Path(env["VAR_DIR"])
     for sub in ("run", "log", "media", "gateway"):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])}", env)
+    run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])} {shlex.quote(str(public_keys_dir(env)))}",
+        env)
     for service in ("auth", "catalog"):
         if (ROOT / "services" / service / "migrations").exists():
             ensure_database(database_name(env[f"{service.upper()}_DATABASE_URL"]), env)
@@ -166,7 +196,7 @@ def prepare(env: dict[str, str]) -> None:
     if (ROOT / "frontend" / "build.sh").exists():
         run("frontend/build.sh", env)
     if (ROOT / "gateway" / "render.sh").exists():
-        run(f"gateway/render.sh {var / 'gateway'}", env)
+        run(f"gateway/render.sh {var / 'gateway'}", {**env, "KEYS_DIR": str(public_keys_dir(env))})
 
 
 def pid_file(env: dict[str, str], name: str) -> Path:

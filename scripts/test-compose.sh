@@ -23,6 +23,8 @@ export DOCKER_BUILDKIT=0
 export ADMIN_EMAIL=admin@videoflix.test
 ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 export ADMIN_PASSWORD
+# Plain HTTP on 127.0.0.1: cookies without the Secure flag (production's default is true, behind TLS).
+export DEPLOY_COOKIE_SECURE=false
 
 step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 fail() { echo "test-compose: FAILED: $*" >&2; exit 1; }

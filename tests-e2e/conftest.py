@@ -190,15 +190,36 @@ def keys() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def mint(keys):
-    """mint(**claims) -> a valid access token, claims overriding (None removes a claim)."""
+def live_session_id(api_url, mail) -> str:
+    """The `sid` of a real login that nobody logs out: minted tokens carry it, so the gateway's
+    session check passes them."""
+    session = ApiClient(api_url, new_source_address())
+    login(session, register_and_activate(session, mail))
+    return jwt.decode(session.cookies["access_token"], options={"verify_signature": False})["sid"]
+
+
+@pytest.fixture(scope="session")
+def mint(keys, live_session_id):
+    """mint(**claims) -> a valid access token of a live session, claims overriding (None removes a claim)."""
     def factory(key: str | None = None, algorithm: str = "RS256", headers: dict | None = None, **claims):
         now = int(time.time())
         payload = {"sub": "42", "type": "access", "jti": uuid.uuid4().hex, "iat": now, "exp": now + 600,
-                   "csrf": "x", **claims}
+                   "csrf": "x", "sid": live_session_id, **claims}
         payload = {name: value for name, value in payload.items() if value is not None}
         return jwt.encode(payload, key or keys["private"], algorithm=algorithm, headers=headers)
     return factory
+
+
+def catalog_video(video_id: int, owner_id: int, status: str = "ready") -> None:
+    """A video row written straight into the test stack's catalog database (for media published by hand)."""
+    import psycopg2
+
+    with psycopg2.connect(STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO videos (id, title, description, category, owner_id, created_at, updated_at, status,"
+            " progress, original_filename) VALUES (%s, 'fake', '', 'test', %s, now(), now(), %s, 0, 'fake.mp4')",
+            (video_id, owner_id, status))
+    connection.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,12 @@ import base64
 import statistics
 import time
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import psycopg2
 import pytest
 from conftest import (
-    STRONG_PASSWORD, link_params, login, mail_html, mail_text, register_and_activate, unique_email,
+    STRONG_PASSWORD, ApiClient, link_params, login, mail_html, mail_text, register_and_activate, unique_email,
 )
 
 SESSION_COOKIES = {"access_token", "refresh_token", "csrftoken"}
@@ -82,8 +83,9 @@ def test_register_activate_login_refresh_logout(client, make_client, mail, stack
     time.sleep(1)  # a new token issued within the same second could equal the old one
     refreshed = client.post("token/refresh/", json={}, csrf=False)  # the frontend's timer sends no header
     assert refreshed.status_code == 200 and refreshed.json() == {"detail": "Token refreshed"}
-    assert set(set_cookies(refreshed)) == {"access_token"}
+    assert set(set_cookies(refreshed)) == SESSION_COOKIES  # a new refresh token with each refresh
     assert client.cookies["access_token"] != old_access_cookie
+    assert client.cookies["refresh_token"] != old_refresh_cookie
 
     logged_out = client.post("logout/", json={})
     assert logged_out.status_code == 200 and logged_out.json() == LOGOUT_DETAIL
@@ -101,6 +103,57 @@ def test_the_access_cookie_opens_the_video_api_until_logout(logged_in_client):
     assert logged_in_client.get("video/").status_code == 200
     assert logged_in_client.post("logout/", json={}).status_code == 200
     assert logged_in_client.get("video/").status_code == 401
+
+
+def wait_until_refused(client: ApiClient, access_token: str, paths: list[str], seconds: float) -> float:
+    """Seconds until every path answers 401 to `access_token`; fails after `seconds`."""
+    started = time.monotonic()
+    client.cookies.set("access_token", access_token)
+    while True:
+        statuses = [client.get(path).status_code for path in paths]
+        if set(statuses) == {401}:
+            return time.monotonic() - started
+        assert time.monotonic() - started < seconds, f"still accepted after {seconds}s: {statuses}"
+        time.sleep(0.5)
+
+
+# The test stack rechecks every GATEWAY_TOKEN_RECHECK_SECONDS (3 s; 60 s in a deployment).
+VIDEO_PATHS = ["video/", "video/999999/480p/index.m3u8", "video/999999/480p/segment_000.ts"]
+
+
+def test_a_logged_out_access_token_stops_opening_videos_at_the_gateway(logged_in_client, make_client, stack_env):
+    access_token = logged_in_client.cookies["access_token"]
+    # Accepted at the gateway: the list answers, the media of a video that does not exist are 404.
+    assert [logged_in_client.get(path).status_code for path in VIDEO_PATHS] == [200, 404, 404]
+    assert logged_in_client.post("logout/", json={}).status_code == 200
+    recheck = float(stack_env["GATEWAY_TOKEN_RECHECK_SECONDS"])
+    wait_until_refused(make_client(), access_token, VIDEO_PATHS, recheck + 10)
+
+
+def test_a_password_reset_ends_the_access_tokens_of_every_session(logged_in_client, make_client, mail,
+                                                                  stack_env):
+    access_token = logged_in_client.cookies["access_token"]
+    assert logged_in_client.get(VIDEO_PATHS[2]).status_code == 404
+    assert logged_in_client.post("password_reset/", json={"email": logged_in_client.email}).status_code == 200
+    uid, token = mailed_link(mail, logged_in_client.email, "confirm_password.html", 2)
+    new_password = "Brand-New-Passphrase-7"
+    confirmed = make_client().post(f"password_confirm/{uid}/{token}/", json={
+        "new_password": new_password, "confirm_password": new_password})
+    assert confirmed.status_code == 200
+    recheck = float(stack_env["GATEWAY_TOKEN_RECHECK_SECONDS"])
+    wait_until_refused(make_client(), access_token, VIDEO_PATHS, recheck + 10)
+
+
+def test_a_reused_refresh_token_ends_every_session(logged_in_client, make_client, stack_env):
+    access_token, stolen = logged_in_client.cookies["access_token"], logged_in_client.cookies["refresh_token"]
+    assert logged_in_client.post("token/refresh/", json={}, csrf=False).status_code == 200
+    thief = make_client()
+    thief.cookies.set("refresh_token", stolen)
+    assert thief.post("token/refresh/", json={}).status_code == 401
+    # The owner's rotated refresh token is revoked too, and so are the access tokens of the session.
+    assert logged_in_client.post("token/refresh/", json={}, csrf=False).status_code == 401
+    recheck = float(stack_env["GATEWAY_TOKEN_RECHECK_SECONDS"])
+    wait_until_refused(make_client(), access_token, VIDEO_PATHS, recheck + 10)
 
 
 def test_login_before_activation_fails(client, mail):
@@ -129,14 +182,32 @@ def test_activation_link_expires(client, mail, stack_env):
     assert expired.status_code == 400
     assert expired.json() == {"detail": "This link has expired. Please request a new one."}
 
-    # A new link can be requested for the still-inactive account.
+    # A new link can be requested for the still-inactive account: the mailbox owner chooses the
+    # password on its page, which activates the account.
     resent = client.post("activation/resend/", json={"email": address})
     assert resent.status_code == 200
-    messages = mail.wait_for(address, 2)
-    links = {link_params(mail_text(message), "activate.html") for message in messages}
-    uid, token = (links - {(uid, token)}).pop()
-    assert client.get(f"activate/{uid}/{token}/").status_code == 200
-    login(client, address)
+    uid, token = mailed_link(mail, address, "confirm_password.html", 2)
+    chosen = client.post(f"password_confirm/{uid}/{token}/", json={
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert chosen.status_code == 200
+    login(client, address, NEW_PASSWORD)
+
+
+def test_a_second_registration_cannot_choose_the_password_of_a_pending_account(client, make_client, mail):
+    """An attacker signs up with an address whose owner signed up but has not clicked yet."""
+    address, attacker_password = unique_email(), "Attacker-Chose-This-1"
+    assert client.post("register/", json=registration(address)).status_code == 201
+    attacker = make_client()
+    assert attacker.post("register/", json=registration(address, attacker_password)).status_code == 201
+    # The owner clicks whatever the mails offer: the first link is void, the second lets them choose.
+    uid, token = mailed_link(mail, address, "activate.html", 2)
+    assert client.get(f"activate/{uid}/{token}/").status_code == 400
+    uid, token = mailed_link(mail, address, "confirm_password.html", 2)
+    owner_password = "Owner-Chose-This-2"
+    assert client.post(f"password_confirm/{uid}/{token}/", json={
+        "new_password": owner_password, "confirm_password": owner_password}).status_code == 200
+    assert attacker.post("login/", json={"email": address, "password": attacker_password}).status_code == 401
+    login(client, address, owner_password)
 
 
 def test_password_reset(logged_in_client, make_client, mail):
@@ -262,6 +333,13 @@ BAD_INPUT = [
     ("register/", {**VALID, "password": "31415926535", "confirmed_password": "31415926535"}, 400, "password"),
     ("register/", {**VALID, "password": "password123", "confirmed_password": "password123"}, 400, "password"),
     ("register/", {**VALID, "confirmed_password": "Something-Else-1"}, 400, "confirmed_password"),
+    ("register/", {**VALID, "email": '"quoted local"@example.com'}, 400, "email"),
+    ("register/", {**VALID, "email": "someone@[127.0.0.1]"}, 400, "email"),
+    ("register/", {**VALID, "password": "Corr3ct\u0000Horse!", "confirmed_password": "Corr3ct\u0000Horse!"},
+     400, "password"),
+    ("register/", {**VALID, "password": "e\u0301" * 4, "confirmed_password": "e\u0301" * 4}, 400, "password"),
+    ("login/", {"email": "a@example.com", "password": "x\u0000"}, 400, "password"),
+    ("password_reset/", {"email": "a\u0000@example.com"}, 400, "email"),
     ("login/", "not json at all", 400, "detail"),
     ("login/", {"email": "a@example.com"}, 400, "password"),
     ("login/", {"email": {"$gt": ""}, "password": "x"}, 400, "email"),
@@ -300,3 +378,28 @@ def test_a_1_mb_body_is_a_413_json_error(client, path):
 def test_bad_activation_links_are_a_400(client, path):
     response = client.get(path)
     assert response.status_code == 400 and response.json() == {"detail": "This link is invalid."}
+
+
+def test_link_tokens_never_reach_the_logs(client, make_client, mail, stack_env):
+    """An activation and a password reset through the gateway: neither token is in any log."""
+    address = unique_email()
+    assert client.post("register/", json=registration(address)).status_code == 201
+    uid, activation_token = link_params(mail_text(mail.wait_for(address)[0]), "activate.html")
+    gateway = client.base.rsplit("/api/", 1)[0]
+    assert client.get(f"{gateway}/pages/auth/activate.html?uid={uid}&token={activation_token}").status_code == 200
+    assert client.get(f"activate/{uid}/{activation_token}/").status_code == 200
+    assert client.post("password_reset/", json={"email": address}).status_code == 200
+    uid, reset_token = mailed_link(mail, address, "confirm_password.html", 2)
+    confirmed = make_client().post(f"password_confirm/{uid}/{reset_token}/", json={
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert confirmed.status_code == 200
+
+    logs = Path(stack_env["VAR_DIR"]) / "log"
+    deadline = time.monotonic() + 10  # nginx and the services write their lines after answering
+    while "password_confirm" not in (logs / "gateway.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for log in logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert activation_token not in text and reset_token not in text, log.name
+    assert f"/api/password_confirm/{uid}/***/" in (logs / "gateway.log").read_text()
+    assert f"/api/password_confirm/{uid}/***/" in (logs / "auth.log").read_text()

@@ -15,10 +15,12 @@ import json
 import re
 import socket
 import statistics
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -423,6 +425,65 @@ def test_slow_clients_are_cut_off_within_the_configured_timeouts(gateway_url, st
         assert timeout - 1 <= seconds <= timeout + TIMEOUT_MARGIN_S, (name, seconds, received[:200])
         if received:
             assert b" 408 " in received.split(b"\r\n", 1)[0] and b"application/json" in received, received[:300]
+
+
+# --- slow uploads: held at the gateway, bounded per user; the catalog and its internal API answer -----
+
+SLOW_UPLOADERS = 4        # users, each with UPLOADS_PER_USER uploads trickling in: 8 connections
+UPLOADS_PER_USER = 2
+TRICKLE_INTERVAL_S = 2
+
+
+def upload_head(token: str, length: int = 100000) -> bytes:
+    return (f"POST /api/video/upload/ HTTP/1.1\r\nHost: x\r\nCookie: access_token={token}; csrftoken=x\r\n"
+            f"X-CSRFToken: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {length}\r\n\r\n"
+            f"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nslow").encode()
+
+
+def test_slow_uploads_starve_neither_the_catalog_nor_its_internal_api(gateway_url, stack_env, mint):
+    url = urlsplit(gateway_url)
+    tokens = [mint(sub=str(8000000 + user), csrf="x") for user in range(SLOW_UPLOADERS)]
+    connections = []
+    for token in tokens:
+        for _ in range(UPLOADS_PER_USER):
+            connection = socket.create_connection((url.hostname, url.port), timeout=10,
+                                                  source_address=(new_source_address(), 0))
+            connection.sendall(upload_head(token))
+            connections.append(connection)
+    stop = threading.Event()
+
+    def trickle():  # a byte per connection every few seconds: never long enough apart to be cut off
+        while not stop.wait(TRICKLE_INTERVAL_S):
+            for connection in connections:
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    pass
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        time.sleep(TRICKLE_INTERVAL_S * 2)  # every slow upload is in: at the catalog, unless held
+        # One more upload by a user who has two under way: refused before a byte of its body is read.
+        with socket.create_connection((url.hostname, url.port), timeout=10) as third:
+            third.sendall(upload_head(tokens[0]))
+            answer = third.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 429 "), answer[:300]
+        assert b'{"detail": "Too many requests. Please try again later."}' in answer
+        viewer = requests.Session()
+        viewer.cookies.set("access_token", mint(sub="8000100"))
+        service_token = (Path(stack_env["KEYS_DIR"]) / "service_token").read_text().strip()
+        for _ in range(3):
+            listed = viewer.get(f"{gateway_url}/api/video/", timeout=10)
+            assert listed.status_code == 200, listed.text
+            internal = requests.get(f"{stack_env['CATALOG_URL']}/internal/videos/1", timeout=10,
+                                    headers={"Authorization": f"Bearer {service_token}"})
+            assert_json(internal, 200, 404)
+    finally:
+        stop.set()
+        trickler.join()
+        for connection in connections:
+            connection.close()
 
 
 # --- a flood of viewers: every byte served, memory flat (the 2-minute version is in tests-faults) -----

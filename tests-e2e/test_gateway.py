@@ -14,6 +14,7 @@ import random
 import shutil
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import b64url, login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
+from conftest import b64url, catalog_video, login, register_and_activate  # noqa: E402  (tests-e2e is on sys.path via rootdir)
 
 ORIGIN = "http://127.0.0.1:5500"
 SEGMENT_BYTES = bytes(range(256)) * 8
@@ -36,8 +37,10 @@ def raw_token(header: dict, payload: dict, signature: bytes) -> str:
 
 @pytest.fixture
 def video(stack_env):
-    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8). Yields the id."""
-    video_id = str(random.randint(10**12, 10**13))
+    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8), ready in the
+    catalog (of another user than the tokens' "42"). Yields the id."""
+    video_id = str(random.randint(10**9, 2**31 - 1))
+    catalog_video(int(video_id), owner_id=7)
     rung = Path(stack_env["MEDIA_DIR"]) / "hls" / video_id / "480p"
     rung.mkdir(parents=True)
     (rung / "segment_000.ts").write_bytes(SEGMENT_BYTES)
@@ -388,3 +391,102 @@ def test_slow_headers_are_cut_off(gateway_url):
         started = time.monotonic()
         assert connection.recv(1024) == b""  # closed by the server, nothing answered
         assert time.monotonic() - started < 15
+
+
+# --- ranges, every nginx error as JSON, security headers ---------------------------------------------
+
+def test_a_multi_range_request_is_answered_whole(client, mint, video):
+    client.cookies.set("access_token", mint())
+    response = client.get(f"video/{video}/480p/segment_000.ts", headers={"Range": "bytes=0-0,2-2,4-4"})
+    assert response.status_code == 200
+    assert response.content == SEGMENT_BYTES
+    assert "multipart" not in response.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Transfer-Encoding": "gzip"}, 501),       # a coding nginx does not implement
+    ({"Content-Length": "1", "Transfer-Encoding": "chunked, gzip"}, 501),
+])
+def test_every_nginx_error_is_json(gateway_url, client, headers, status):
+    response, body = raw_request(gateway_url, "/api/login/", client, {**headers}, method="POST")
+    assert response.status == status, (response.status, body[:200])
+    assert response.getheader("Content-Type").startswith("application/json")
+    assert json.loads(body)["detail"]
+
+
+CSP_REQUIRED = ["script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]
+
+
+def test_security_headers_on_pages_api_and_media(client, mint, video, gateway_url):
+    client.cookies.set("access_token", mint())
+    for url in (f"{gateway_url}/", f"{gateway_url}/pages/auth/login.html", f"{gateway_url}/api/video/",
+                f"{gateway_url}/api/video/{video}/480p/segment_000.ts", f"{gateway_url}/no/such/page",
+                f"{gateway_url}/api/login/"):
+        response = client.get(url)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", url
+        assert response.headers["Referrer-Policy"] == "no-referrer", url
+        policy = response.headers["Content-Security-Policy"]
+        assert all(directive in policy for directive in CSP_REQUIRED), (url, policy)
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert "Strict-Transport-Security" not in response.headers, url  # plain HTTP, no TLS proxy
+
+
+# --- behind a TLS proxy: the test stack trusts 127.0.0.252 (TRUSTED_PROXIES) ------------------------
+
+TRUSTED_PROXY, UNTRUSTED_SOURCE = "127.0.0.252", "127.0.0.253"
+
+
+def gateway_log_entry(stack_env, request_id: str) -> dict:
+    log = Path(stack_env["VAR_DIR"]) / "log" / "gateway.log"
+    for _ in range(50):
+        for line in log.read_text(errors="replace").splitlines():
+            if f'"request_id":"{request_id}"' in line:
+                return json.loads(line)
+        time.sleep(0.1)
+    raise AssertionError(f"{request_id} not in {log}")
+
+
+def through(make_client, source: str, forwarded_for: str, proto: str = "https"):
+    session = make_client(source)
+    session.headers.update({"X-Forwarded-For": forwarded_for, "X-Forwarded-Proto": proto})
+    return session
+
+
+def test_the_client_behind_a_trusted_proxy_is_what_logs_and_limits_see(make_client, stack_env):
+    suffix = random.randint(1, 250)
+    clients = {"trusted proxy": through(make_client, TRUSTED_PROXY, f"198.51.100.{suffix}"),
+               "untrusted source": through(make_client, UNTRUSTED_SOURCE, f"203.0.113.{suffix}")}
+    expected_remote = {"trusted proxy": f"198.51.100.{suffix}", "untrusted source": UNTRUSTED_SOURCE}
+    for name, session in clients.items():
+        request_id = f"realip-{uuid.uuid4().hex}"
+        response = session.get(f"{session.base}video/", headers={"X-Request-Id": request_id})
+        assert gateway_log_entry(stack_env, request_id)["remote"] == expected_remote[name], name
+        hsts = response.headers.get("Strict-Transport-Security", "")
+        assert ("max-age=" in hsts) == (name == "trusted proxy"), (name, hsts)
+    # Plain HTTP through the proxy: no HSTS.
+    plain = through(make_client, TRUSTED_PROXY, f"198.51.100.{suffix}", proto="http").get("video/")
+    assert "Strict-Transport-Security" not in plain.headers
+
+
+def login_attempts_until_429(session, limit: int = 80) -> int:
+    for attempt in range(1, limit + 1):
+        if session.post("login/", json={"email": "nobody@example.com", "password": "x"}).status_code == 429:
+            return attempt
+    return 0
+
+
+def test_rate_limits_count_the_client_behind_a_trusted_proxy(make_client):
+    suffix = random.randint(1, 250)
+    first = through(make_client, TRUSTED_PROXY, f"192.0.2.{suffix}")
+    assert login_attempts_until_429(first)
+    # A made-up address in front of what the proxy appended does not escape the limit ...
+    spoofed = through(make_client, TRUSTED_PROXY, f"10.9.9.9, 192.0.2.{suffix}")
+    assert spoofed.post("login/", json={"email": "nobody@example.com", "password": "x"}).status_code == 429
+    # ... while another client behind the same proxy has a bucket of its own,
+    other = through(make_client, TRUSTED_PROXY, f"192.0.2.{suffix % 250 + 1}")
+    assert other.post("login/", json={"email": "nobody@example.com", "password": "x"}).status_code != 429
+    # and from an untrusted source a made-up X-Forwarded-For changes nothing.
+    spoofer = make_client(UNTRUSTED_SOURCE)
+    statuses = [spoofer.post("login/", json={"email": "nobody@example.com", "password": "x"},
+                             headers={"X-Forwarded-For": f"10.{n}.0.1"}).status_code for n in range(80)]
+    assert 429 in statuses

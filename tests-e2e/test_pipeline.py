@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STACK, generate_clip
+from conftest import STACK, STACK_ENV, generate_clip
 
 FORM = {"title": "Pipeline clip", "description": "testsrc2 and a sine tone", "category": "Testing"}
 TIMEOUT = 150
@@ -188,14 +188,15 @@ def parent_pid(pid: int) -> int:
 
 
 def rung_encoder(video_id: int) -> int | None:
-    """pid of an ffmpeg encoding an HLS rung of this video."""
+    """pid of an ffmpeg encoding an HLS rung of this video (of this stack: others may run beside it)."""
+    original = f"{STACK_ENV['MEDIA_DIR']}/originals/{video_id}/".encode()
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if argv[0].endswith(b"ffmpeg") and b"-hls_time" in argv and \
-                any(f"/originals/{video_id}/".encode() in arg for arg in argv):
+                any(original in arg for arg in argv):
             return int(entry.name)
     return None
 
@@ -235,6 +236,12 @@ def test_video_deleted_mid_transcode_stops_its_jobs_and_leaves_no_files(logged_i
     video = upload(client, long_clip, title="Deleted while transcoding")
     encoder = wait_for_encoder(client, video["id"])
     assert client.delete(f"video/{video['id']}/").status_code == 204
+    # At once: the catalog stops the running job (rq's stop-job command kills its work horse and ffmpeg),
+    # not at ffmpeg's next failed segment write.
+    deadline = time.monotonic() + 5
+    while alive(encoder):
+        assert time.monotonic() < deadline, "ffmpeg kept encoding a deleted video"
+        time.sleep(0.05)
     hls = Path(stack_env["MEDIA_DIR"]) / "hls" / str(video["id"])
     deadline = time.monotonic() + 20
     quiet_since = None

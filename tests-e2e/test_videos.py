@@ -1,13 +1,15 @@
 """Uploading, listing, inspecting and deleting videos through the gateway (catalog + streamer)."""
 from __future__ import annotations
 
+import random
+import shutil
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import generate_clip, login, register_and_activate
+from conftest import catalog_video, generate_clip, login, register_and_activate
 
 FORM = {"title": "E2E clip", "description": "A generated test clip", "category": "Testing"}
 READY_TIMEOUT = 180
@@ -82,6 +84,13 @@ def test_missing_fields_are_400_field_errors(logged_in_client, clip):
     response = upload(logged_in_client, clip, category="")
     assert response.status_code == 400
     assert list(response.json()) == ["category"]
+
+
+def test_control_characters_in_an_upload_are_400_not_500(logged_in_client, clip):
+    for field in ("title", "description", "category"):
+        response = upload(logged_in_client, clip, **{field: "a\x00b"})
+        assert response.status_code == 400, (field, response.text)
+        assert response.json() == {field: ["Control characters are not allowed."]}
 
 
 def test_oversize_upload_is_413(logged_in_client, stack_env):
@@ -169,3 +178,59 @@ def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_
     assert client.get(f"video/{video_id}/master.m3u8").status_code == 404
     assert not (media / "originals" / str(video_id)).exists()
     assert not (media / "hls" / str(video_id)).exists()
+
+
+MEDIA_PATHS = ["", "master.m3u8", "480p/index.m3u8", "480p/segment_000.ts", "480p/segment_000.ts/", "thumbnail.jpg"]
+
+
+@pytest.fixture
+def published_media(stack_env):
+    """publish(status) -> the id of a catalog video of user 7000001 in `status`, with every media file on disk."""
+    media, created = Path(stack_env["MEDIA_DIR"]) / "hls", []
+
+    def publish(status: str) -> int:
+        video_id = random.randint(10**9, 2**31 - 1)
+        catalog_video(video_id, owner_id=7000001, status=status)
+        rung = media / str(video_id) / "480p"
+        rung.mkdir(parents=True)
+        (rung / "segment_000.ts").write_bytes(b"\x47" * 188)
+        (rung / "index.m3u8").write_text("#EXTM3U\n")
+        (rung.parent / "master.m3u8").write_text("#EXTM3U\n")
+        (rung.parent / "thumbnail.jpg").write_bytes(b"\xff\xd8\xff\xe0 a private picture")
+        created.append(rung.parent)
+        return video_id
+
+    yield publish
+    for directory in created:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("status", ["uploaded", "queued", "processing", "failed"])
+def test_a_video_not_ready_is_only_its_owners_and_admins(make_client, mint, published_media, status):
+    video_id = published_media(status)
+    viewers = {"owner": mint(sub="7000001"), "admin": mint(sub="7000002", is_admin=True),
+               "other user": mint(sub="7000003")}
+    for path in MEDIA_PATHS:
+        for name, token in viewers.items():
+            viewer = make_client()
+            viewer.cookies.set("access_token", token)
+            response = viewer.get(f"video/{video_id}/{path}")
+            expected = 404 if name == "other user" else 200
+            assert response.status_code == expected, (name, path, response.status_code, response.text[:100])
+            if expected == 404:
+                assert response.json()["detail"] and b"private picture" not in response.content
+
+
+def test_media_left_behind_by_a_deleted_video_is_404(make_client, mint, published_media, stack_env):
+    video_id = published_media("ready")
+    viewer = make_client()
+    viewer.cookies.set("access_token", mint(sub="7000003"))
+    assert viewer.get(f"video/{video_id}/480p/segment_000.ts").status_code == 200
+    import psycopg2
+    with psycopg2.connect(stack_env["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM videos WHERE id = %s", (video_id,))
+    connection.close()
+    stranger = make_client()
+    stranger.cookies.set("access_token", mint(sub="7000004"))
+    for path in MEDIA_PATHS:
+        assert stranger.get(f"video/{video_id}/{path}").status_code == 404, path

@@ -152,10 +152,14 @@ def test_transcoder_healthcheck_sees_this_containers_worker(services):
 
 
 def test_keys_job_creates_the_key_pair_and_service_token(services, tmp_path):
-    command = [arg.replace("/data/keys", str(tmp_path / "keys")) for arg in services["keys"]["command"]]
+    command = [arg.replace("/data/", f"{tmp_path}/") for arg in services["keys"]["command"]]
     subprocess.run(command, env=local_env(), check=True, capture_output=True, timeout=60)
     created = sorted(p.name for p in (tmp_path / "keys").iterdir())
     assert created == ["jwt_private.pem", "jwt_public.pem", "service_token"]
+    published = sorted(p.name for p in (tmp_path / "public-keys").iterdir())
+    assert published == ["jwt_public.pem", "service_token"]  # never the private key
+    for name in published:
+        assert (tmp_path / "public-keys" / name).read_bytes() == (tmp_path / "keys" / name).read_bytes()
     before = (tmp_path / "keys" / "jwt_private.pem").read_bytes()
     subprocess.run(command, env=local_env(), check=True, capture_output=True, timeout=60)
     assert (tmp_path / "keys" / "jwt_private.pem").read_bytes() == before, "a restart must keep the keys"

@@ -148,11 +148,37 @@ def test_services_start_after_keys_migrations_and_their_backends(services):
         assert not missing, f"{name} may start before {sorted(missing)}"
 
 
+AUTH_CONTAINERS = {"keys", "auth", "migrate-auth", "admin", "pruner"}
+
+
+def test_only_auths_containers_can_read_the_private_key(services):
+    """The `keys` volume (private key) is auth's; every other container mounts `public-keys` (the
+    public key and the service token, copied there by the keys job) at the same place."""
+    with_private_key = {name for name, service in services.items()
+                        if any(source == "keys" for source, _, _ in volume_mounts(service))}
+    assert with_private_key == AUTH_CONTAINERS
+    for name, service in services.items():
+        mounts = {target: (source, read_only) for source, target, read_only in volume_mounts(service)}
+        if name in AUTH_CONTAINERS or "/data/keys" not in mounts:
+            continue
+        assert mounts["/data/keys"] == ("public-keys", True), name
+    assert ("public-keys", "/data/public-keys", False) in volume_mounts(services["keys"])
+    for name in ("catalog", "reconciler", "transcoder", "streamer", "gateway", "migrate-catalog"):
+        assert ("public-keys", "/data/keys", True) in volume_mounts(services[name]), name
+
+
+def test_pruner_deletes_expired_tokens_hourly(services):
+    pruner = services["pruner"]
+    assert pruner["command"] == ["flask", "--app", "services.auth.app", "prune-tokens", "--every", "3600"]
+    assert not is_job(pruner) and "healthcheck" in pruner
+    assert depends_on(pruner)["migrate-auth"]["condition"] == "service_completed_successfully"
+
+
 def test_one_shot_jobs_run_keys_migrations_and_admin(services):
     commands = {name: " ".join(services[name]["command"]) for name in
                 ("keys", "migrate-auth", "migrate-catalog", "admin")}
     assert all(is_job(services[name]) for name in commands)
-    assert commands["keys"] == "python -m videoflix_shared.keys /data/keys"
+    assert commands["keys"] == "python -m videoflix_shared.keys /data/keys /data/public-keys"
     for service in ("auth", "catalog"):
         assert commands[f"migrate-{service}"] == (
             f"flask --app services.{service}.app db upgrade -d services/{service}/migrations")
@@ -167,6 +193,21 @@ def test_reconciler_and_transcoder_run_their_commands(services):
 
 
 # --- Scaling and ports -------------------------------------------------------------------------------
+
+def networks_of(service: dict) -> set[str]:
+    return set(service.get("networks") or ["default"])
+
+
+def test_transcoder_reaches_only_redis_and_the_catalog(compose, services):
+    """It runs ffmpeg on hostile uploads: no database, no auth, no mail, no gateway, no way out."""
+    transcoding = networks_of(services["transcoder"])
+    reachable = {name for name, service in services.items()
+                 if name != "transcoder" and networks_of(service) & transcoding}
+    assert reachable == {"redis", "catalog"}
+    assert all(compose["networks"][name].get("internal") is True for name in transcoding)
+    for name in ("redis", "catalog"):
+        assert "default" in networks_of(services[name]), f"{name} must stay reachable by the rest of the stack"
+
 
 def test_transcoder_can_be_scaled(services):
     transcoder = services["transcoder"]
@@ -437,6 +478,23 @@ def test_the_offline_test_override_puts_every_service_on_its_own_loopback_port(t
             else:
                 continue
             assert host == "127.0.0.1", f"{name}: {key}={value}"
-    listeners = [resolved[name]["environment"]["PORT"] for name in HTTP_SERVICES]
+    listeners = [resolved[name]["environment"]["PORT"] for name in [*HTTP_SERVICES, "catalog-internal"]]
     listeners += [resolved["gateway"]["environment"]["GATEWAY_PORT"], resolved["postgres"]["environment"]["PGPORT"]]
     assert len(set(listeners)) == len(listeners) and all(30000 <= int(port) < 31000 for port in listeners)
+
+
+def test_transcoders_report_to_a_catalog_process_of_their_own(services):
+    internal = services["catalog-internal"]
+    assert internal["image"] == services["catalog"]["image"]
+    assert environment(internal)["GUNICORN_WORKERS"] == "1"
+    assert environment(services["transcoder"])["CATALOG_URL"] == "http://catalog-internal:8000"
+    assert "catalog-internal" in depends_on(services["transcoder"])
+    gateway = environment(services["gateway"])
+    assert "catalog-internal" not in " ".join(gateway.values())  # never routed
+
+
+def test_cookies_are_secure_by_default_in_compose(services, template):
+    for name in ("auth", "catalog", "streamer"):
+        value = environment(services[name])["COOKIE_SECURE"]
+        assert interpolate(value, {}) == "true", name
+        assert interpolate(value, template) == "true", name  # a .env copied from .env.template too

@@ -119,6 +119,9 @@ def page(browser) -> Page:
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Anything the gateway's Content-Security-Policy blocks is a page that does not fully work.
+    page.on("console", lambda message: errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
             if response.status >= 400 and "/api/" not in response.url else None)
     yield page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import quote
 
 import requests
 from playwright.sync_api import Page, expect
@@ -24,6 +25,15 @@ def sign_up(page: Page, shoot, address: str) -> None:
     page.get_by_role("button", name="Sign up").click()
     expect(page).to_have_url(re.compile(r"/pages/auth/check_mail\.html$"))
     expect(page.locator("#sent-to")).to_contain_text(address)
+
+
+def wait_for(page: Page, expression: str, arg=None, timeout: float = 15) -> None:
+    """page.wait_for_function, which runs its string through eval() in the page, where the app's CSP
+    (no 'unsafe-eval') forbids it; page.evaluate is not affected."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {expression}"
+        page.wait_for_timeout(100)
 
 
 def log_in(page: Page, address: str, password: str = PASSWORD) -> None:
@@ -75,7 +85,7 @@ def check_library(page: Page, shoot, video_id: str) -> None:
     expect(page.locator("section.row", has=page.get_by_role("heading", name="Documentary"))).to_be_visible()
     thumbnail = card.locator("img")
     expect(thumbnail).to_be_visible()
-    page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=thumbnail.element_handle())
+    wait_for(page, "image => image.complete && image.naturalWidth > 0", thumbnail.element_handle())
     shoot(page, "10-library")
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal overflow on a phone"
@@ -89,7 +99,7 @@ def current_time(page: Page) -> float:
 
 def play_and_switch_rungs(page: Page, shoot, video_id: str) -> None:
     page.goto(f"/pages/watch.html?id={video_id}")
-    page.wait_for_function("window.videoflixPlayer && window.videoflixPlayer.levels.length >= 2")
+    wait_for(page, "window.videoflixPlayer && window.videoflixPlayer.levels.length >= 2")
     heights = page.evaluate("window.videoflixPlayer.levels.map(level => level.height)")
     assert {360, 720} <= set(heights), heights
     quality = page.get_by_label("Quality")
@@ -98,7 +108,7 @@ def play_and_switch_rungs(page: Page, shoot, video_id: str) -> None:
     # Space starts playback (keyboard shortcut), and time advances.
     page.locator("h1").click()
     page.keyboard.press("Space")
-    page.wait_for_function("document.querySelector('video').currentTime > 0.5", timeout=20_000)
+    wait_for(page, "document.querySelector('video').currentTime > 0.5", timeout=20)
     first = current_time(page)
     page.wait_for_timeout(700)
     assert current_time(page) > first, "currentTime did not advance"
@@ -118,32 +128,32 @@ def play_and_switch_rungs(page: Page, shoot, video_id: str) -> None:
     page.keyboard.press("m")
     assert page.evaluate("document.querySelector('video').muted")
     page.keyboard.press("Space")
-    page.wait_for_function("document.querySelector('video').paused")
+    wait_for(page, "document.querySelector('video').paused")
     page.evaluate("document.querySelector('video').currentTime = 3")
-    page.wait_for_function("!document.querySelector('video').seeking")
+    wait_for(page, "!document.querySelector('video').seeking")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("document.querySelector('video').currentTime < 0.5")
+    wait_for(page, "document.querySelector('video').currentTime < 0.5")
     page.keyboard.press("ArrowRight")  # 0 + 5 s: the end of this 5 s clip
-    page.wait_for_function("document.querySelector('video').currentTime > 4")
+    wait_for(page, "document.querySelector('video').currentTime > 4")
     page.evaluate("document.querySelector('video').currentTime = 1")
     page.keyboard.press("f")
-    page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'player'")
+    wait_for(page, "document.fullscreenElement && document.fullscreenElement.id === 'player'")
     page.keyboard.press("f")
-    page.wait_for_function("!document.fullscreenElement")
+    wait_for(page, "!document.fullscreenElement")
     # With the video element itself focused, Space toggles once (not also by the native controls).
     page.locator("video").focus()
     page.keyboard.press("Space")
     page.wait_for_timeout(300)
     assert not page.evaluate("document.querySelector('video').paused")
     page.keyboard.press("Space")
-    page.wait_for_function("document.querySelector('video').paused")
+    wait_for(page, "document.querySelector('video').paused")
 
     # Resume: the position stored on pause/seek comes back after a reload.
     page.evaluate("document.querySelector('video').currentTime = 2.5")
-    page.wait_for_function("!document.querySelector('video').seeking")
+    wait_for(page, "!document.querySelector('video').seeking")
     page.reload()
     expect(page.locator("#player-status")).to_have_text("Resumed at 0:02.")
-    page.wait_for_function("Math.abs(document.querySelector('video').currentTime - 2.5) < 0.6")
+    wait_for(page, "Math.abs(document.querySelector('video').currentTime - 2.5) < 0.6")
     expect(page.get_by_role("button", name="Start from the beginning")).to_be_visible()
     shoot(page, "13-player-resumed")
 
@@ -315,3 +325,37 @@ def test_a_file_dropped_on_the_upload_page_is_chosen(logged_in_page: Page, gatew
     expect(page.locator("#file-name")).to_have_text("Selected: holiday_at_sea.mp4 (17 bytes)")
     expect(page.get_by_label("Title")).to_have_value("holiday at sea")
     assert page.evaluate("document.getElementById('file').files[0].name") == "holiday_at_sea.mp4"
+
+
+NEXT_VALUES_THAT_LEAVE = [
+    "//evil.example", "/\t/evil.example", "/\n/evil.example", "/\\evil.example", "\\\\evil.example",
+    "/\\/evil.example", " //evil.example", "https://evil.example/", "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)", "data:text/html,<script>alert(1)</script>", "//evil.example@evil.example",
+    "https:/evil.example", "\t//evil.example",
+]
+# Odd, but on this site: the answer is an absolute URL here (a bare `//evil.example` path would leave).
+NEXT_VALUES_ODD_BUT_HOME = ["/.//evil.example", "/x/..//evil.example", "http:evil.example"]
+NEXT_VALUES_THAT_STAY = {"/pages/upload.html": "/pages/upload.html", "/?q=1#top": "/?q=1#top",
+                         "/pages/watch.html?id=5": "/pages/watch.html?id=5"}
+
+
+def test_next_after_login_only_goes_to_this_site(page: Page, gateway_url):
+    """safeNext, as the login page uses it, in the browser that will follow its answer."""
+    page.goto("/pages/auth/login.html")
+    version = page.evaluate("document.querySelector('script[type=module]').src.split('/assets/')[1].split('/')[0]")
+    answers = page.evaluate("""async ([version, values]) => {
+        const { safeNext } = await import(`/assets/${version}/js/api.js`);
+        return values.map(value => safeNext(value));
+    }""", [version, NEXT_VALUES_THAT_LEAVE + list(NEXT_VALUES_THAT_STAY) + NEXT_VALUES_ODD_BUT_HOME])
+    leaving = dict(zip(NEXT_VALUES_THAT_LEAVE, answers))
+    assert {value: answer for value, answer in leaving.items() if answer != "/"} == {}
+    staying = dict(zip(NEXT_VALUES_THAT_STAY, answers[len(NEXT_VALUES_THAT_LEAVE):]))
+    assert staying == {value: gateway_url + path for value, path in NEXT_VALUES_THAT_STAY.items()}
+    odd = answers[len(NEXT_VALUES_THAT_LEAVE) + len(NEXT_VALUES_THAT_STAY):]
+    assert all(answer.startswith(gateway_url + "/") for answer in odd), odd
+
+
+def test_login_with_a_next_to_another_site_stays_home(page: Page, activated_user, gateway_url):
+    page.goto("/pages/auth/login.html?next=" + quote("/\t/evil.example/steal"))
+    log_in(page, activated_user)
+    expect(page).to_have_url(f"{gateway_url}/")

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from videoflix_shared.keys import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "gateway" / "render.sh"
+RECHECK_SECONDS = 2
 
 
 def free_port() -> int:
@@ -55,10 +57,22 @@ def workdir():
 
 
 class EchoUpstream(BaseHTTPRequestHandler):
-    """Answers with what it received; `.../master.m3u8` answers like the streamer does behind nginx."""
+    """Answers with what it received; `.../master.m3u8` answers like the streamer does behind nginx, and
+    `/internal/sessions/<sid>` like auth does: 204 (live), 404 (in `revoked`), 503 for "auth-down"."""
+
+    revoked: set[str] = set()
+    session_checks: list[str] = []
 
     def handle_any(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/internal/sessions/"):
+            session_id = self.path.rsplit("/", 1)[1]
+            self.session_checks.append(session_id)
+            status = 503 if session_id == "auth-down" else 404 if session_id in self.revoked else 204
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.endswith("/master.m3u8"):
             video_id = self.path.split("/")[3]
             self.send_response(200)
@@ -83,6 +97,31 @@ class EchoUpstream(BaseHTTPRequestHandler):
         pass
 
 
+class CatalogStub(BaseHTTPRequestHandler):
+    """The catalog as the gateway's media check sees it: video 5 is visible, every other id is not (404).
+
+    Anything else gets no answer (a 502 at the gateway), as if the catalog were down.
+    """
+
+    VISIBLE = {"5"}
+
+    def do_GET(self):
+        parts = self.path.split("/")
+        if self.command == "GET" and len(parts) == 5 and parts[1:3] == ["api", "video"] and parts[3].isdigit() \
+                and parts[4] == "":
+            visible = parts[3] in self.VISIBLE and "access_token=" in (self.headers.get("Cookie") or "")
+            self.send_response(200 if visible else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.close_connection = True
+
+    do_POST = do_DELETE = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
 class Gateway:
     def __init__(self, directory: Path):
         self.keys = directory / "keys"
@@ -93,7 +132,9 @@ class Gateway:
         self.frontend.mkdir()
         (self.frontend / "index.html").write_text("<!doctype html><title>Videoflix</title>")
         self.upstream = ThreadingHTTPServer(("127.0.0.1", 0), EchoUpstream)
-        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        self.catalog = ThreadingHTTPServer(("127.0.0.1", 0), CatalogStub)
+        for server in (self.upstream, self.catalog):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         for _ in range(3):  # a free port may be taken by someone else before nginx binds it
             if self.start(free_port()):
                 return
@@ -103,11 +144,14 @@ class Gateway:
         echo = f"127.0.0.1:{self.upstream.server_address[1]}"
         self.url = f"http://127.0.0.1:{port}"
         render(self.prefix, GATEWAY_PORT=str(port), AUTH_UPSTREAM=echo, STREAMER_UPSTREAM=echo,
-               CATALOG_UPSTREAM="127.0.0.1:1",  # nothing listens there: the catalog is "down"
+               CATALOG_UPSTREAM=f"127.0.0.1:{self.catalog.server_address[1]}",
                MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
-               CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024))
-        self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
-                                         "-g", "daemon off;"], stderr=subprocess.PIPE)
+               CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
+               GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS))
+        self.access_log = self.prefix / "access.log"  # nginx logs requests to its stdout
+        with open(self.access_log, "ab") as log:
+            self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                                             "-g", "daemon off;"], stdout=log, stderr=subprocess.PIPE)
         return self.wait_healthy()
 
     def wait_healthy(self) -> bool:
@@ -125,13 +169,19 @@ class Gateway:
 
     def token(self, **claims) -> str:
         now = int(time.time())
-        payload = {"sub": "42", "type": "access", "iat": now, "exp": now + 600, **claims}
+        payload = {"sub": "42", "type": "access", "iat": now, "exp": now + 600, "sid": uuid.uuid4().hex, **claims}
+        payload = {name: value for name, value in payload.items() if value is not None}
         return jwt.encode(payload, (self.keys / "jwt_private.pem").read_text(), algorithm="RS256")
+
+    def stop_upstream(self):
+        self.upstream.shutdown()
+        self.upstream.server_close()
 
     def stop(self):
         self.process.terminate()
         self.process.wait(10)
         self.upstream.shutdown()
+        self.catalog.shutdown()
 
 
 @pytest.fixture
@@ -166,6 +216,15 @@ def test_cors_origins_become_map_entries(workdir):
     assert entries == ['"http://a.example:5500" "http://a.example:5500";',
                        '"https://b.example" "https://b.example";',
                        '"http://[::1]:8000" "http://[::1]:8000";']
+
+
+def test_trusted_proxies_become_real_ip_sources(workdir):
+    config = render(workdir, TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7 2001:db8::/32 bad;x $y").read_text()
+    assert re.findall(r"set_real_ip_from (.+);", config) == ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    geo = config[config.index("geo $realip_remote_addr"):]
+    assert re.findall(r"^ +(\S+) 1;$", geo[:geo.index("}")], re.MULTILINE) == [
+        "10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+    assert "set_real_ip_from" not in render(workdir, TRUSTED_PROXIES="").read_text()
 
 
 def test_upload_limit_is_max_upload_bytes_plus_multipart_slack(workdir):
@@ -252,7 +311,32 @@ def test_verified_tokens_are_cached_until_they_expire(gateway):
     assert requests.get(f"{gateway.url}/api/video/5/480p/index.m3u8", cookies={"access_token": token}).ok
     cached = [path for path in (gateway.prefix / "cache").rglob("*") if path.is_file()]
     assert len(cached) == 1
-    assert token.encode() in cached[0].read_bytes()  # keyed by the token itself
+    assert b"5 " + token.encode() in cached[0].read_bytes()  # keyed by the video and the token itself
+
+
+def test_a_token_stops_working_once_its_session_is_revoked(gateway):
+    session_id = uuid.uuid4().hex
+    url, cookies = f"{gateway.url}/api/video/5/480p/index.m3u8", {"access_token": gateway.token(sid=session_id)}
+    for _ in range(5):
+        assert requests.get(url, cookies=cookies).ok
+    assert EchoUpstream.session_checks.count(session_id) == 1  # cached: one auth call, not one per request
+    EchoUpstream.revoked.add(session_id)
+    deadline = time.monotonic() + RECHECK_SECONDS + 5
+    while requests.get(url, cookies=cookies).ok:
+        assert time.monotonic() < deadline, "a revoked session still opens videos after the recheck period"
+        time.sleep(0.2)
+    response = requests.get(url, cookies=cookies)
+    assert response.status_code == 401 and response.json()["detail"]
+
+
+def test_a_token_without_a_session_is_401(gateway):
+    response = requests.get(f"{gateway.url}/api/video/5/", cookies={"access_token": gateway.token(sid=None)})
+    assert response.status_code == 401
+
+
+def test_a_session_check_that_cannot_answer_fails_closed(gateway):
+    response = requests.get(f"{gateway.url}/api/video/5/", cookies={"access_token": gateway.token(sid="auth-down")})
+    assert response.status_code == 500 and response.json() == {"detail": "Internal server error."}
 
 
 def test_missing_public_key_fails_closed(gateway):
@@ -268,3 +352,54 @@ def test_a_new_render_starts_with_an_empty_token_cache(workdir):
     (workdir / "cache" / "jwt" / "entry").write_text("verified under the old key")
     render(workdir, KEYS_DIR=str(workdir / "keys"))
     assert not any((workdir / "cache").iterdir())
+
+
+def test_link_tokens_are_masked_in_the_access_log(gateway):
+    secret = "s3cret-link-token_42"
+    for path in (f"/api/activate/MTIz/{secret}/", f"/api/password_confirm/MTIz/{secret}/",
+                 f"/pages/auth/activate.html?uid=MTIz&token={secret}",
+                 f"/pages/auth/confirm_password.html?token={secret}&uid=MTIz"):
+        requests.get(f"{gateway.url}{path}")
+    deadline = time.monotonic() + 5
+    while gateway.access_log.read_text().count("/pages/auth/") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = gateway.access_log.read_text()
+    paths = [json.loads(line)["path"] for line in logged.splitlines() if "/healthz" not in line]
+    assert paths == ["/api/activate/MTIz/***/", "/api/password_confirm/MTIz/***/",
+                     "/pages/auth/activate.html?uid=MTIz&token=***",
+                     "/pages/auth/confirm_password.html?token=***&uid=MTIz"], logged
+    assert secret not in logged
+
+
+def test_link_tokens_stay_out_of_the_error_log(workdir):
+    """nginx quotes the request line in its error lines: an unreachable auth must not log a link token."""
+    gateway = Gateway(workdir)
+    try:
+        gateway.stop_upstream()
+        secret = "s3cret-link-token_43"
+        assert requests.get(f"{gateway.url}/api/activate/MTIz/{secret}/").status_code == 502
+        assert requests.get(f"{gateway.url}/api/register/").status_code == 502  # logged as usual
+    finally:
+        gateway.process.terminate()
+        _, errors = gateway.process.communicate(timeout=10)
+    assert "/api/register/" in errors.decode()
+    assert secret not in errors.decode()
+
+
+# --- a video's media is served only to those the catalog shows the video to ------------------------------
+
+@pytest.mark.parametrize("path", ["480p/segment_000.ts", "480p/segment_000.ts/", "480p/index.m3u8",
+                                  "master.m3u8", "thumbnail.jpg"])
+def test_media_of_a_hidden_video_is_404_like_a_missing_one(gateway, path):
+    for video_id in ("5", "6"):
+        rung = gateway.media / "hls" / video_id / "480p"
+        rung.mkdir(parents=True, exist_ok=True)
+        (rung / "segment_000.ts").write_bytes(b"segment of " + video_id.encode())
+        (rung.parent / "master.m3u8").write_text("#EXTM3U\n")
+    token = gateway.token()
+    visible = requests.get(f"{gateway.url}/api/video/5/{path}", cookies={"access_token": token})
+    assert visible.status_code == 200, visible.text
+    for video_id in ("6", "7"):  # hidden from this user by the catalog; unknown
+        response = requests.get(f"{gateway.url}/api/video/{video_id}/{path}", cookies={"access_token": token})
+        assert response.status_code == 404, response.text
+        assert response.json() == {"detail": "Not found."}

@@ -64,7 +64,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_database(app, db)
     Migrate(app, db, directory=str(MIGRATIONS))
     init_mail(app)
-    for blueprint in (accounts.blp, tokens.blp, passwords.blp):
+    for blueprint in (accounts.blp, tokens.blp, tokens.internal_blp, passwords.blp):
         api.register_blueprint(blueprint)
     register_commands(app)
     return app

@@ -1,13 +1,19 @@
-"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD`."""
+"""`flask --app services.auth.app create-admin EMAIL --password PASSWORD` and
+`flask --app services.auth.app prune-tokens [--every SECONDS]`."""
 from __future__ import annotations
+
+import logging
+import time
 
 import click
 from flask import Flask
 from flask.cli import with_appcontext
 from marshmallow import ValidationError
+from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
 
 from .credentials import hash_password, password_problems, verify_password
-from .models import User, db, random_user_id, user_by_email
+from .models import LinkToken, RefreshToken, User, db, random_user_id, user_by_email, utcnow
 from .schemas import EmailSchema
 from .tokens import revoke_refresh_tokens
 
@@ -45,5 +51,46 @@ def create_admin(email: str, password: str) -> None:
     click.echo(f"admin {email} {action} (id {user.id})")
 
 
+log = logging.getLogger(__name__)
+
+
+def prune_expired_tokens() -> tuple[int, int]:
+    """Delete expired link and refresh tokens; returns (links, refresh tokens) deleted.
+
+    Only expired ones: a used or revoked refresh token that has not expired yet must stay, so that
+    presenting it again is recognised as reuse.
+    """
+    now = utcnow()
+    links = db.session.execute(delete(LinkToken).where(LinkToken.expires_at <= now)).rowcount
+    refresh_tokens = db.session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now)).rowcount
+    db.session.commit()
+    return links, refresh_tokens
+
+
+@click.command("prune-tokens")
+@click.option("--every", type=float, default=None, metavar="SECONDS",
+              help="Keep running, one pass every SECONDS (default: one pass, then exit).")
+@with_appcontext
+def prune_tokens(every: float | None) -> None:
+    """Delete expired activation/reset link tokens and expired refresh tokens."""
+    while True:
+        try:
+            links, refresh_tokens = prune_expired_tokens()
+            log.info("pruned %s link tokens and %s refresh tokens", links, refresh_tokens,
+                     extra={"fields": {"link_tokens": links, "refresh_tokens": refresh_tokens}})
+            if every is None:
+                click.echo(f"pruned {links} link tokens, {refresh_tokens} refresh tokens")
+        except SQLAlchemyError as error:
+            if every is None:
+                raise click.ClickException(str(error))
+            log.warning("prune pass failed, retrying in %ss: %s", every, error)
+        finally:
+            db.session.remove()
+        if every is None:
+            return
+        time.sleep(every)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(prune_tokens)

@@ -49,9 +49,14 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 def password_problems(password: str, email: str) -> list[str]:
-    """Why `password` is too weak for the account `email` (empty list: acceptable)."""
+    """Why `password` is too weak for the account `email` (empty list: acceptable).
+
+    Every rule applies to the NFKC form, the one that is hashed: 8 code points that normalise to 4
+    characters are a 4-character password.
+    """
     problems = []
-    lowered = _normalised(password).casefold()
+    password = _normalised(password)
+    lowered = password.casefold()
     local_part = email.split("@", 1)[0].casefold()
     if len(password) < MIN_LENGTH:
         problems.append(f"This password is too short. It must contain at least {MIN_LENGTH} characters.")

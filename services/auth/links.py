@@ -35,11 +35,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue(user: User, purpose: str, password_hash: str | None = None) -> str:
+def issue(user: User, purpose: str) -> str:
     """Add a new link token for `user` to the session (the caller commits) and return its URL."""
     token = secrets.token_urlsafe(32)
     db.session.add(LinkToken(
-        user_id=user.id, purpose=purpose, token_hash=_digest(token), password_hash=password_hash,
+        user_id=user.id, purpose=purpose, token_hash=_digest(token),
         expires_at=utcnow() + current_app.config[LIFETIME_SETTING[purpose]],
     ))
     base = current_app.config["FRONTEND_BASE_URL"]
@@ -70,6 +70,12 @@ def redeem(link: LinkToken) -> None:
     if not claimed:
         db.session.rollback()
         raise ApiError(400, "This link has already been used.")
-    db.session.execute(
-        update(LinkToken).where(LinkToken.user_id == link.user_id, LinkToken.used_at.is_(None)).values(used_at=now)
-    )
+    void_open(link.user_id, now)
+
+
+def void_open(user_or_id: User | int, now=None) -> None:
+    """Mark every open link of an account used (the caller commits)."""
+    user_id = user_or_id.id if isinstance(user_or_id, User) else user_or_id
+    db.session.execute(update(LinkToken).where(
+        LinkToken.user_id == user_id, LinkToken.used_at.is_(None),
+    ).values(used_at=now or utcnow()))

@@ -11,6 +11,7 @@ import logging
 import smtplib
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
+from typing import Callable
 
 from flask import Flask, current_app, render_template
 from flask_mail import Mail, Message
@@ -34,6 +35,24 @@ def send(recipient: str, subject: str, template: str, **context) -> Future:
     )
     app = current_app._get_current_object()
     return app.extensions["mail_outbox"].submit(_deliver, app, message, template)
+
+
+def in_background(work: Callable[..., None], *args) -> Future:
+    """Run `work(*args)` on the mail thread in an app context: the look-up, the link and the mail.
+
+    For answers that must not tell whether an address has an account: the request does the same
+    (nothing) either way, the database work and the mail happen after the answer.
+    """
+    app = current_app._get_current_object()
+    return app.extensions["mail_outbox"].submit(_run, app, work, args)
+
+
+def _run(app: Flask, work: Callable[..., None], args: tuple) -> None:
+    with app.app_context():
+        try:
+            work(*args)
+        except Exception:  # a background job has no caller to raise to
+            log.exception("background account mail job failed")
 
 
 def describe(duration: timedelta) -> str:

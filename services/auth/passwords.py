@@ -19,14 +19,22 @@ blp = Blueprint("passwords", __name__, url_prefix="/api", description="Password 
 @blp.response(200, DetailSchema, description="Always the same answer, whether or not the address exists.")
 @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid email or bad body.")
 def request_reset(data):
-    """Mail a password-reset link to the address if it has an account."""
-    user = user_by_email(data["email"])
+    """Mail a password-reset link to the address if it has an account.
+
+    The look-up, the link and the mail happen in the background, so the answer takes as long whether
+    or not the address has an account.
+    """
+    mail.in_background(_send_reset_link, data["email"])
+    return {"detail": "An email has been sent to reset your password."}
+
+
+def _send_reset_link(email: str) -> None:
+    user = user_by_email(email)
     if user:
         link = links.issue(user, PASSWORD_RESET)
         db.session.commit()
-        mail.send(user.email, "Reset your password", "password_reset", link=link,
+        mail.send(email, "Reset your password", "password_reset", link=link,
                   expires_in=mail.describe(current_app.config["RESET_LINK_LIFETIME"]))
-    return {"detail": "An email has been sent to reset your password."}
 
 
 @blp.post("/password_confirm/<uidb64>/<token>/")

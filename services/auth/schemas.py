@@ -1,6 +1,8 @@
 """Request and response bodies of the auth API (marshmallow)."""
 from __future__ import annotations
 
+import re
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from .credentials import password_problems
@@ -8,14 +10,23 @@ from .credentials import password_problems
 INVALID_EMAIL = "Enter a valid email address."
 
 
+# RFC 5321 dot-atom local part (no quoted strings) at a host name (no IP literal, a dotted name
+# whose last label is not all digits): what every mail server delivers to and nothing more exotic.
+ADDRESS = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+(?![0-9]+$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+)
+
+
 class EmailAddress(fields.String):
-    """An email address, trimmed and lower-cased. ASCII only: every SMTP server can deliver to it."""
+    """An email address, trimmed and lower-cased: an ASCII dot-atom at a host name (no quoted local
+    part, no IP literal), so every SMTP server can deliver to it."""
 
     validate_address = validate.Email(error=INVALID_EMAIL)
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         address = super()._deserialize(value, attr, data, **kwargs).strip().lower()
-        if not address.isascii() or len(address) > 254 or "." not in address.rpartition("@")[2]:
+        if len(address) > 254 or not ADDRESS.fullmatch(address):
             raise ValidationError(INVALID_EMAIL)
         return self.validate_address(address)
 

@@ -1,11 +1,14 @@
 """Sessions: login, access-token refresh and logout, all carried in cookies.
 
 A login issues an access and a refresh token (RS256 JWTs) that carry the same random `csrf` claim,
-whose value is also set as the readable `csrftoken` cookie for double-submit CSRF protection.
-Refresh tokens are recorded by jti so that logout and password resets revoke them for good.
+whose value is also set as the readable `csrftoken` cookie for double-submit CSRF protection, and the
+same `sid` (session id: the refresh token family). Refresh tokens are recorded by jti and rotate on
+every use, so logout, password resets and reuse detection revoke them for good; the gateway asks
+`/internal/sessions/<sid>` whether an access token's session is still live.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 
@@ -24,6 +27,9 @@ from .models import RefreshToken, User, db, user_by_email, utcnow
 from .schemas import ApiErrorSchema, DetailSchema, LoginResultSchema, LoginSchema
 
 blp = Blueprint("tokens", __name__, url_prefix="/api", description="Login, token refresh and logout.")
+internal_blp = Blueprint("sessions", __name__, url_prefix="/internal/sessions",
+                         description="Gateway -> auth: is a login session still live?")
+log = logging.getLogger(__name__)
 
 LOGOUT_DETAIL = "Logout successful! All tokens will be deleted. Refresh token is now invalid."
 
@@ -47,42 +53,34 @@ def login(data):
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(data["password"])
     csrf = secrets.token_urlsafe(32)
-    claims = _claims(user, csrf)
-    jti = str(uuid.uuid4())
-    refresh_token = create_refresh_token(identity=str(user.id), additional_claims={**claims, "jti": jti})
-    db.session.add(RefreshToken(
-        jti=jti, user_id=user.id, expires_at=utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
-    ))
+    _issue_session_cookies(user, csrf, session_id=str(uuid.uuid4()))
     db.session.commit()
-    access_token = create_access_token(identity=str(user.id), additional_claims=claims)
-
-    @after_this_request
-    def set_cookies(response: Response) -> Response:
-        refresh_seconds = _seconds("JWT_REFRESH_TOKEN_EXPIRES")
-        set_access_cookies(response, access_token, max_age=_seconds("JWT_ACCESS_TOKEN_EXPIRES"))
-        set_refresh_cookies(response, refresh_token, max_age=refresh_seconds)
-        response.set_cookie(CSRF_COOKIE, csrf, max_age=refresh_seconds, path="/",
-                            secure=current_app.config["JWT_COOKIE_SECURE"], httponly=False, samesite="Lax")
-        return response
-
     return {"detail": "Login successful", "user": {"id": user.id, "username": user.email}}
 
 
 @blp.post("/token/refresh/")
 @blp.response(200, DetailSchema)
 @blp.alt_response(400, schema=ApiErrorSchema, description="No refresh cookie.")
-@blp.alt_response(401, schema=ApiErrorSchema, description="Refresh token invalid, expired or revoked.")
+@blp.alt_response(401, schema=ApiErrorSchema, description="Refresh token invalid, expired, revoked or used before.")
 def refresh():
-    """Set a new `access_token` cookie from the `refresh_token` cookie (no CSRF header needed)."""
+    """Set new `access_token` and `refresh_token` cookies from the `refresh_token` cookie (no CSRF header).
+
+    Every refresh token works once: the answer carries the next one. A refresh token presented a second
+    time was copied (or stolen), so every session of its user is revoked and the answer is 401.
+    """
     claims = _verified_refresh_claims()
+    rotated = db.session.execute(update(RefreshToken).where(
+        RefreshToken.jti == claims["jti"], RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None),
+    ).values(used_at=utcnow())).rowcount
+    if not rotated:
+        revoke_refresh_tokens(int(claims["sub"]))
+        db.session.commit()
+        log.warning("refresh token used twice: every session of the user revoked",
+                    extra={"fields": {"user": claims["sub"]}})
+        raise ApiError(401, "Token has been revoked.")
     user = db.session.get(User, int(claims["sub"]))
-    access_token = create_access_token(identity=claims["sub"], additional_claims=_claims(user, claims["csrf"]))
-
-    @after_this_request
-    def set_cookie(response: Response) -> Response:
-        set_access_cookies(response, access_token, max_age=_seconds("JWT_ACCESS_TOKEN_EXPIRES"))
-        return response
-
+    _issue_session_cookies(user, claims["csrf"], session_id=claims.get("sid") or claims["jti"])
+    db.session.commit()
     return {"detail": "Token refreshed"}
 
 
@@ -95,7 +93,7 @@ def logout():
     """Revoke the refresh token for good and delete all three cookies. Needs the X-CSRFToken header."""
     claims = _verified_refresh_claims()
     require_csrf(claims)
-    db.session.execute(update(RefreshToken).where(RefreshToken.jti == claims["jti"]).values(revoked_at=utcnow()))
+    revoke_session(claims.get("sid") or claims["jti"])
     db.session.commit()
 
     @after_this_request
@@ -106,6 +104,31 @@ def logout():
         return response
 
     return {"detail": LOGOUT_DETAIL}
+
+
+@internal_blp.get("/<session_id>")
+@internal_blp.response(204, description="The session is live: not logged out, not revoked, its user active.")
+@internal_blp.alt_response(404, schema=ApiErrorSchema, description="No such live session.")
+def session_status(session_id):
+    """The gateway's revocation check for an access token's `sid` (never routed by the gateway).
+
+    No service token: the answer is only whether a random session id, found in a signed token, is
+    still live. The gateway caches a live answer for GATEWAY_TOKEN_RECHECK_SECONDS.
+    """
+    live = db.session.scalar(select(RefreshToken.jti).join(User).where(
+        RefreshToken.family == session_id, RefreshToken.revoked_at.is_(None), RefreshToken.used_at.is_(None),
+        RefreshToken.expires_at > utcnow(), User.is_active,
+    ).limit(1))
+    if live is None:
+        raise ApiError(404, "Session not found.")
+    return None
+
+
+def revoke_session(session_id: str) -> None:
+    """Revoke every refresh token of one login session (the caller commits)."""
+    db.session.execute(update(RefreshToken).where(
+        RefreshToken.family == session_id, RefreshToken.revoked_at.is_(None),
+    ).values(revoked_at=utcnow()))
 
 
 def revoke_refresh_tokens(user_id: int) -> None:
@@ -128,8 +151,29 @@ def init_revocation(jwt: JWTManager) -> None:
         return live is None
 
 
-def _claims(user: User, csrf: str) -> dict:
-    return {"csrf": csrf, "email": user.email, "is_admin": user.is_admin}
+def _claims(user: User, csrf: str, session_id: str) -> dict:
+    return {"csrf": csrf, "email": user.email, "is_admin": user.is_admin, "sid": session_id}
+
+
+def _issue_session_cookies(user: User, csrf: str, session_id: str) -> None:
+    """Record a new refresh token of the session (the caller commits) and set both token cookies."""
+    claims = _claims(user, csrf, session_id)
+    jti = str(uuid.uuid4())
+    refresh_token = create_refresh_token(identity=str(user.id), additional_claims={**claims, "jti": jti})
+    db.session.add(RefreshToken(
+        jti=jti, family=session_id, user_id=user.id,
+        expires_at=utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+    ))
+    access_token = create_access_token(identity=str(user.id), additional_claims=claims)
+
+    @after_this_request
+    def set_cookies(response: Response) -> Response:
+        refresh_seconds = _seconds("JWT_REFRESH_TOKEN_EXPIRES")
+        set_access_cookies(response, access_token, max_age=_seconds("JWT_ACCESS_TOKEN_EXPIRES"))
+        set_refresh_cookies(response, refresh_token, max_age=refresh_seconds)
+        response.set_cookie(CSRF_COOKIE, csrf, max_age=refresh_seconds, path="/",
+                            secure=current_app.config["JWT_COOKIE_SECURE"], httponly=False, samesite="Lax")
+        return response
 
 
 def _seconds(lifetime_setting: str) -> int:

@@ -2,7 +2,9 @@
 
 Enqueues videos whose upload could not reach Redis, and re-enqueues videos with work left whose rq
 jobs are gone (Redis restarted: it keeps nothing on disk). Job ids are deterministic and videos with
-live jobs are skipped, so running it any number of times is harmless.
+live jobs are skipped, so running it any number of times is harmless. A video enqueued again
+`--max-attempts` times that still does not finish is given up: its pending rungs (and the video, unless
+a rung is playable) are marked failed with the reason.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Vid
 from .storage import remove_stale_spools
 
 STALE_SPOOL_AGE = timedelta(hours=1)
+MAX_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +38,28 @@ def videos_needing_work(quiet_for: timedelta) -> list[Video]:
     return list(db.session.scalars(query))
 
 
-def reconcile_once(quiet_for: timedelta) -> list[int]:
-    """Enqueue every orphaned video; returns their ids."""
+def give_up(video: Video, attempts: int) -> None:
+    video.mark_failed(f"Processing did not finish after {attempts} restarts; it was given up.")
+    db.session.commit()
+    log.warning("gave up on video %s after %s restarts", video.id, attempts,
+                extra={"fields": {"video_id": video.id, "attempts": attempts}})
+
+
+def reconcile_once(quiet_for: timedelta, max_attempts: int = MAX_ATTEMPTS) -> list[int]:
+    """Enqueue every orphaned video, or give it up after `max_attempts`; returns the ids enqueued."""
     candidates = videos_needing_work(quiet_for)
     if not candidates:
         return []
     live = queue.videos_with_live_jobs()
     enqueued = []
     for video in candidates:
-        if video.id not in live and queue.enqueue_video(video):
+        if video.id in live:
+            continue
+        attempts = queue.reenqueue_attempts(video.id)
+        if attempts >= max_attempts:
+            give_up(video, attempts)
+        elif queue.enqueue_video(video):
+            queue.count_reenqueue(video.id)
             enqueued.append(video.id)
     return enqueued
 
@@ -53,15 +69,17 @@ def reconcile_once(quiet_for: timedelta) -> list[int]:
               help="Keep running, one pass every SECONDS (default: one pass, then exit).")
 @click.option("--quiet-for", type=float, default=30, show_default=True, metavar="SECONDS",
               help="Only touch videos unchanged for this long.")
+@click.option("--max-attempts", type=int, default=MAX_ATTEMPTS, show_default=True,
+              help="Give a video up (failed, with the reason) once enqueued again this many times.")
 @with_appcontext
-def reconcile_command(every: float | None, quiet_for: float) -> None:
+def reconcile_command(every: float | None, quiet_for: float, max_attempts: int) -> None:
     """Enqueue uploaded videos, re-enqueue videos whose transcoding jobs were lost, and delete
     abandoned upload parts."""
     if every is not None:
         log.info("reconciling every %ss", every)
     while True:
         try:
-            enqueued = reconcile_once(timedelta(seconds=quiet_for))
+            enqueued = reconcile_once(timedelta(seconds=quiet_for), max_attempts)
             if enqueued:
                 log.info("re-enqueued videos %s", enqueued, extra={"fields": {"video_ids": enqueued}})
             if removed := remove_stale_spools(STALE_SPOOL_AGE):

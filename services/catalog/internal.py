@@ -13,7 +13,7 @@ from flask.views import MethodView
 from videoflix_shared.errors import ApiError
 
 from videoflix_shared.blueprint import Blueprint
-from .models import FAILED, PENDING, PROCESSING, READY, Video, db
+from .models import PENDING, PROCESSING, READY, Video, db
 from .schemas import (
     FailureSchema, InternalVideoSchema, ProbeSchema, ProgressSchema, RenditionReportSchema, ThumbnailSchema,
 )
@@ -123,9 +123,4 @@ def failed(video: Video, body: dict) -> None:
 
     The video is `failed` unless a rendition is already playable; then only the rungs fail.
     """
-    rung = body.get("rung")
-    failing = [video.rendition(rung)] if rung else video.renditions_in(PENDING)
-    for rendition in failing:
-        rendition.state, rendition.failure_reason = FAILED, body["reason"]
-    if not video.renditions_in(READY):
-        video.status, video.failure_reason = FAILED, body["reason"]
+    video.mark_failed(body["reason"], body.get("rung"))

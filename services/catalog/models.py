@@ -67,6 +67,14 @@ class Video(db.Model):
     def renditions_in(self, state: str) -> list["Rendition"]:
         return [rendition for rendition in self.renditions if rendition.state == state]
 
+    def mark_failed(self, reason: str, rung: str | None = None) -> None:
+        """One rung failed, or every pending one (no `rung`). The video is `failed` unless a rendition is
+        already playable; then only the rungs fail."""
+        for rendition in [self.rendition(rung)] if rung else self.renditions_in(PENDING):
+            rendition.state, rendition.failure_reason = FAILED, reason
+        if not self.renditions_in(READY):
+            self.status, self.failure_reason = FAILED, reason
+
     def update_progress(self) -> None:
         """Mean of the planned rungs (finished ones count 100); never goes backwards."""
         if not self.renditions:

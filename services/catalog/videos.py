@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from videoflix_shared.errors import ApiError
 
+from . import queue
 from .access import can_manage, login_and_csrf_required, visible_video
 from videoflix_shared.blueprint import Blueprint
 from .models import READY, Video, db
@@ -65,4 +66,5 @@ class VideoDetail(MethodView):
             raise ApiError(403, "Only the owner or an admin can delete this video.")
         db.session.delete(video)
         db.session.commit()
+        queue.stop_video_jobs(video_id)
         remove_video_files(video_id)

@@ -4,11 +4,16 @@ Every rung is built from a row of `ladder.RENDITIONS`: alone by `rung_command`, 
 decode, a split filter graph, one HLS output per rung) by `split_command`, with the same per-rung options.
 All rungs share the same GOP (a keyframe every 2 s counted in source frames, no scene-cut keyframes), so
 their 4-second segments start on the same frames and a player can switch between rungs at any segment boundary.
+
+Uploads are hostile: every command reading one allows the `file` protocol only and forces the demuxer
+that `probe.probe_source` detected among `SOURCE_DEMUXERS` (containers that never open another file or a
+URL named inside them), and no encoder invents frames to fill timestamp gaps (`-fps_mode passthrough`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,7 +21,7 @@ from typing import Callable
 
 from . import progress
 from .ladder import Rendition
-from .process import die_with_parent
+from .process import ResourceLimits, die_with_parent
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
@@ -27,6 +32,11 @@ KEYFRAME_SECONDS = 2
 X264_PRESET = "veryfast"
 THUMBNAIL_MAX_HEIGHT = 480
 COMMON = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+# Demuxers an upload may be read with (ffmpeg's names, as the first name of ffprobe's `format_name`):
+# audio/video containers only. Never hls, dash, concat, image2, subtitle or playlist demuxers: they
+# open the files or URLs an upload names (another user's original, a URL inside our network).
+SOURCE_DEMUXERS = ("mov", "matroska", "avi", "mpegts", "flv", "ogg", "mpeg")
+SEGMENT_DEMUXER = "mpegts"  # our own HLS segments
 
 
 class FFmpegError(Exception):
@@ -38,8 +48,24 @@ class FFmpegError(Exception):
         self.message = message
 
 
-def probe_command(path: Path) -> list[str]:
-    return [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+def input_url(path: Path) -> str:
+    """A local path as a `file:` URL: a name like `http:x` or `concat:a|b` stays a file name."""
+    return f"file:{path}"
+
+
+def input_options(demuxer: str) -> list[str]:
+    """Before every `-i`: local files only, read with the one demuxer the probe accepted."""
+    return ["-protocol_whitelist", "file", "-f", demuxer]
+
+
+def probe_command(path: Path, demuxer: str | None = None) -> list[str]:
+    """ffprobe's JSON of formats, streams and the packets each stream really holds (`-count_packets`:
+    demuxing only, no decoding). Without `demuxer` it detects the format among `SOURCE_DEMUXERS` only:
+    anything else fails before its demuxer opens (`Format not on whitelist`)."""
+    reading = ["-protocol_whitelist", "file", "-f", demuxer] if demuxer else \
+        ["-protocol_whitelist", "file", "-format_whitelist", ",".join(SOURCE_DEMUXERS)]
+    return [FFPROBE, "-v", "error", *reading, "-count_packets", "-print_format", "json", "-show_format",
+            "-show_streams", input_url(path)]
 
 
 def gop_frames(fps: float) -> int:
@@ -54,6 +80,9 @@ def video_options(rendition: Rendition, fps: float) -> list[str]:
         "-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k",
         "-bufsize", f"{rendition.bufsize_kbps}k",
         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+        # Frames keep their timestamps: a gap of hours between two frames stays a gap, never hours of
+        # duplicated frames to encode.
+        "-fps_mode", "passthrough",
     ]
 
 
@@ -72,10 +101,10 @@ def hls_options(directory: Path | None = None) -> list[str]:
     ]
 
 
-def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool) -> list[str]:
+def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str) -> list[str]:
     """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments)."""
     maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
-    return [*COMMON, "-progress", "pipe:1", "-i", str(source), *maps,
+    return [*COMMON, "-progress", "pipe:1", *input_options(demuxer), "-i", input_url(source), *maps,
             "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
             *audio_options(rendition, has_audio), *hls_options()]
 
@@ -87,10 +116,11 @@ def split_graph(renditions: list[Rendition]) -> str:
     return ";".join([f"[0:v]split={len(renditions)}{copies}", *scales])
 
 
-def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: float, has_audio: bool) -> list[str]:
+def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: float, has_audio: bool, *,
+                  demuxer: str) -> list[str]:
     """One ffmpeg for several rungs: one HLS output per (rendition, directory), each with the same
     codec, bitrate, GOP and HLS settings as its `rung_command`; the source is decoded once."""
-    command = [*COMMON, "-progress", "pipe:1", "-i", str(source),
+    command = [*COMMON, "-progress", "pipe:1", *input_options(demuxer), "-i", input_url(source),
                "-filter_complex", split_graph([rendition for rendition, _ in outputs])]
     for index, (rendition, directory) in enumerate(outputs):
         command += ["-map", f"[o{index}]", *(["-map", "0:a:0"] if has_audio else []),
@@ -98,23 +128,25 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
     return command
 
 
-def thumbnail_command(source: Path, output: Path, at_seconds: float) -> list[str]:
+def thumbnail_command(source: Path, output: Path, at_seconds: float, *, demuxer: str) -> list[str]:
     """One JPEG frame at `at_seconds`, at most THUMBNAIL_MAX_HEIGHT high, aspect kept."""
     return [
-        *COMMON, "-ss", f"{at_seconds:.3f}", "-i", str(source), "-map", "0:v:0", "-frames:v", "1",
+        *COMMON, "-ss", f"{at_seconds:.3f}", *input_options(demuxer), "-i", input_url(source),
+        "-map", "0:v:0", "-frames:v", "1",
         "-vf", f"scale=-2:'min(ih,{THUMBNAIL_MAX_HEIGHT})'", "-q:v", "3", "-f", "image2", "-y", str(output),
     ]
 
 
-def run(args: list[str], cwd: Path | None = None,
+def run(args: list[str], limits: ResourceLimits, cwd: Path | None = None,
         on_seconds: Callable[[float], None] | None = None, niceness: int = 0) -> None:
-    """Run ffmpeg; call `on_seconds` with the encoded seconds from `-progress pipe:1` as they come.
+    """Run ffmpeg within `limits`; call `on_seconds` with the encoded seconds from `-progress pipe:1`.
 
     ffmpeg dies with this process (a killed work horse leaves no orphan encoder behind); `niceness`
     lowers its CPU priority. Raises FFmpegError with ffmpeg's last error line when it fails.
     """
     def prepare_child() -> None:
         die_with_parent()
+        limits.apply()
         if niceness:
             # With scheduler autogroups (one per session), nice only ranks processes of one session:
             # a session of its own whose group is niced too yields to the encoders of other workers.
@@ -137,7 +169,14 @@ def run(args: list[str], cwd: Path | None = None,
                 process.kill()
         if returncode != 0:
             stderr.seek(0)
-            raise FFmpegError(returncode, last_line(stderr.read().decode(errors="replace")))
+            raise FFmpegError(returncode, failure_message(returncode, stderr.read().decode(errors="replace")))
+
+
+def failure_message(returncode: int, stderr: str) -> str:
+    """ffmpeg's last error line, or the limit that killed it (SIGXCPU: out of CPU seconds)."""
+    if returncode == -signal.SIGXCPU:
+        return "it used more CPU time than a video may take"
+    return last_line(stderr)
 
 
 def last_line(text: str) -> str:

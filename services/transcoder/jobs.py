@@ -29,12 +29,16 @@ from videoflix_shared import Settings
 
 from . import ffmpeg, ladder, probe, publish
 from .catalog_client import CatalogClient, VideoGone
+from .process import ResourceLimits
 from .progress import Throttle, percent_done
 
 log = logging.getLogger(__name__)
 
 QUEUE = "transcode"
 RETRIES = 3
+# Seconds before each retry (rq's scheduler, run by every worker, enqueues them again): a catalog or
+# Redis restart of a few seconds does not burn every retry at once.
+RETRY_INTERVALS = [15, 60, 180]
 BASE_TIMEOUT_SECONDS = 120
 THUMBNAIL_TIMEOUT_SECONDS = 180
 THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
@@ -97,17 +101,23 @@ def original_path(media_dir: Path, video_id: int, source_path: str | None) -> Pa
     return files[0]
 
 
+def retry() -> Retry:
+    return Retry(max=RETRIES, interval=RETRY_INTERVALS)
+
+
 def prepare_video(video_id: int, source_path: str | None = None) -> None:
     """Probe the original, report it, and enqueue one job per rung (first choice first) and the thumbnail.
 
-    Unusable input (no video stream, corrupt, not media) is reported as failed; the original stays.
+    Unusable input (not an accepted container, no video stream, corrupt, beyond the MAX_SOURCE_* limits,
+    a declared duration the file does not hold) is reported as failed; the original stays.
     """
     settings, catalog, directory = _context(video_id)
     with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         try:
             source = original_path(settings.media_dir, video_id, source_path)
-            media = probe.probe_source(source)
+            media = probe.probe_source(source, probe.SourceLimits.from_settings(settings),
+                                       ResourceLimits.from_settings(settings))
         except probe.UnusableMedia as error:
             log.info("unusable upload", extra={"fields": {"video_id": video_id, "reason": str(error)}})
             catalog.report_failed(video_id, str(error))
@@ -116,7 +126,7 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         catalog.report_probe(video_id, round(media.duration, 3), media.width, media.height, media.has_audio,
                              [rung.name for rung in rungs])
         enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
-                       transcode_mode())
+                       transcode_mode(), settings.transcode_job_timeout_seconds)
 
 
 def rung_job_id(video_id: int, rung: str) -> str:
@@ -136,22 +146,29 @@ def _enqueue_once(queue: Queue, job_id: str, function, **options) -> Job | None:
     existing = Job.fetch(job_id, connection=queue.connection) if Job.exists(job_id, queue.connection) else None
     if existing is not None and existing.get_status(refresh=False) in PENDING:
         return None
-    return queue.enqueue(function, job_id=job_id, retry=Retry(max=RETRIES),
-                         on_failure=Callback(report_final_failure), **options)
+    return queue.enqueue(function, job_id=job_id, retry=retry(), on_failure=Callback(report_final_failure),
+                         on_stopped=Callback(remove_stopped_job_files), **options)
 
 
 def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.SourceMedia,
-                   rungs: list[ladder.Rendition], mode: str = DEFAULT_MODE) -> list[Job]:
+                   rungs: list[ladder.Rendition], mode: str = DEFAULT_MODE,
+                   max_timeout: int | None = None) -> list[Job]:
     """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest:
-    one job per rung from small to large (`rungs`), or one job for all of them (`split`)."""
+    one job per rung from small to large (`rungs`), or one job for all of them (`split`).
+
+    Every job's timeout grows with the duration but never beyond `max_timeout` (default: the setting)."""
+    max_timeout = max_timeout or Settings.from_env().transcode_job_timeout_seconds
     source_kwargs = {"source_path": str(source), "source_height": media.height, "duration": media.duration,
-                     "fps": media.fps, "has_audio": media.has_audio}
+                     "fps": media.fps, "has_audio": media.has_audio, "demuxer": media.demuxer}
+
+    def bounded(seconds: float) -> int:
+        return int(min(seconds, max_timeout))
 
     def rung_job(rendition: ladder.Rendition) -> Job | None:
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
             args=(video_id, rendition.name), kwargs=source_kwargs,
-            job_timeout=int(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
         )
 
     def rest_job(renditions: list[ladder.Rendition]) -> Job | None:
@@ -159,14 +176,14 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
         return _enqueue_once(
             queue, rest_job_id(video_id), transcode_split,
             args=(video_id, [rendition.name for rendition in renditions]), kwargs=source_kwargs,
-            job_timeout=int(BASE_TIMEOUT_SECONDS + factor * media.duration),
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + factor * media.duration),
         )
 
     def thumbnail_job() -> Job | None:
         return _enqueue_once(
             queue, thumbnail_job_id(video_id), make_thumbnail, args=(video_id,),
-            kwargs={"source_path": str(source), "duration": media.duration},
-            job_timeout=THUMBNAIL_TIMEOUT_SECONDS,
+            kwargs={"source_path": str(source), "duration": media.duration, "demuxer": media.demuxer},
+            job_timeout=bounded(THUMBNAIL_TIMEOUT_SECONDS),
         )
 
     jobs = [rung_job(rungs[0]), thumbnail_job()]
@@ -191,32 +208,33 @@ def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], d
 
 
 def transcode_rung(video_id: int, rung: str, source_path: str, source_height: int, duration: float,
-                   fps: float, has_audio: bool) -> None:
+                   fps: float, has_audio: bool, demuxer: str) -> None:
     """Encode one rung into a hidden directory, publish it, rewrite master.m3u8, report the rendition.
 
     A rung that is already published is not encoded again: the job only makes sure the master lists it
     and the catalog knows it (a retry after a crash between publishing and reporting converges).
     """
-    _, catalog, directory = _context(video_id)
+    settings, catalog, directory = _context(video_id)
     with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         if not publish.is_published(directory, rung):
             rendition = ladder.rendition_for(rung, source_height)
-            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio)
+            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio, demuxer=demuxer)
             with publish.staging_dir(directory, rung) as staged:
-                ffmpeg.run(command, cwd=staged, on_seconds=progress_reporter(catalog, video_id, [rung], duration))
+                ffmpeg.run(command, ResourceLimits.from_settings(settings), cwd=staged,
+                           on_seconds=progress_reporter(catalog, video_id, [rung], duration))
                 publish.publish_rung(staged, directory, rung)
         report_renditions(catalog, video_id, directory, [rung])
 
 
 def transcode_split(video_id: int, rungs: list[str], source_path: str, source_height: int, duration: float,
-                    fps: float, has_audio: bool) -> None:
+                    fps: float, has_audio: bool, demuxer: str) -> None:
     """Encode several rungs with one ffmpeg (one decode, a split filter graph), each into its own hidden
     directory; then publish each, rewrite master.m3u8 and report every rendition.
 
     Rungs already published (an earlier attempt got that far) are not encoded again, only reported.
     """
-    _, catalog, directory = _context(video_id)
+    settings, catalog, directory = _context(video_id)
     with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         missing = [ladder.rendition_for(rung, source_height) for rung in rungs
@@ -225,9 +243,10 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
             with contextlib.ExitStack() as stack:
                 outputs = [(rendition, stack.enter_context(publish.staging_dir(directory, rendition.name)))
                            for rendition in missing]
-                command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio)
+                command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio, demuxer=demuxer)
                 on_seconds = progress_reporter(catalog, video_id, [rendition.name for rendition in missing], duration)
-                ffmpeg.run(command, on_seconds=on_seconds, niceness=SPLIT_NICENESS)
+                ffmpeg.run(command, ResourceLimits.from_settings(settings), on_seconds=on_seconds,
+                           niceness=SPLIT_NICENESS)
                 for rendition, staged in outputs:
                     publish.publish_rung(staged, directory, rendition.name)
         report_renditions(catalog, video_id, directory, rungs)
@@ -242,7 +261,7 @@ def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, ru
         log.info("rung published", extra={"fields": {"video_id": video_id, "rung": rung}})
 
 
-def make_thumbnail(video_id: int, source_path: str, duration: float) -> None:
+def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: str) -> None:
     """A JPEG of a representative frame at `hls/<id>/thumbnail.jpg`, replaced atomically."""
     settings, catalog, directory = _context(video_id)
     with stop_if_video_gone(catalog, video_id, directory):
@@ -253,7 +272,8 @@ def make_thumbnail(video_id: int, source_path: str, duration: float) -> None:
         try:
             # A seek past the last frame (a wrong container duration) yields nothing: fall back to the start.
             for position in (duration * THUMBNAIL_POSITION, 0):
-                ffmpeg.run(ffmpeg.thumbnail_command(Path(source_path), staged, position))
+                ffmpeg.run(ffmpeg.thumbnail_command(Path(source_path), staged, position, demuxer=demuxer),
+                           ResourceLimits.from_settings(settings))
                 if staged.is_file() and staged.stat().st_size:
                     break
             else:
@@ -300,6 +320,22 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
     except Exception as report_error:  # the job is already lost; do not hide why in a second traceback
         log.error("could not report the failure",
                   extra={"fields": {"video_id": video_id, "error": repr(report_error)}})
+
+
+def remove_stopped_job_files(job: Job, connection) -> None:
+    """rq `on_stopped` callback (the catalog stops a deleted video's jobs: its work horse and ffmpeg are
+    killed at once): remove what the job was writing, and the video's whole directory once it is gone."""
+    video_id = job.args[0]
+    _, catalog, directory = _context(video_id)
+    if is_gone(catalog, video_id):
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for name in job_rungs(job) or ["thumbnail"]:
+        for staged in directory.glob(f"{publish.TMP_PREFIX}{name}-*"):
+            if staged.is_dir():
+                shutil.rmtree(staged, ignore_errors=True)
+            else:
+                staged.unlink(missing_ok=True)
 
 
 def report_final_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:

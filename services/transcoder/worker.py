@@ -19,6 +19,8 @@ from pathlib import Path
 from redis import Redis, WatchError
 from rq import Queue, Worker
 from rq.job import Job
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.scheduler import RQScheduler
 
 from videoflix_shared import Settings
 from videoflix_shared.logs import configure_logging
@@ -79,10 +81,41 @@ def expire_abandoned_jobs(me: Worker) -> list[str]:
     return expired
 
 
+def release_scheduler_lock_of_dead_worker(me: Worker) -> bool:
+    """rq's scheduler lock names the pid of the worker that took it and lasts a minute past its last
+    heartbeat: a worker killed while holding it would hold up every delayed retry that long. When that
+    worker ran on this host and its process is gone, free the lock now (our maintenance takes it next)."""
+    released = False
+    workers = {(worker.hostname, worker.pid) for worker in Worker.all(connection=me.connection)}
+    for queue in me.queues:
+        key = RQScheduler.get_locking_key(queue.name)
+        holder = me.connection.get(key)
+        if holder is None or not holder.isdigit():
+            continue
+        pid = int(holder)
+        if pid != me.pid and (me.hostname, pid) in workers and not process_alive(pid):
+            released |= bool(me.connection.delete(key))
+            log.warning("released the scheduler lock of a dead worker", extra={"fields": {"pid": pid}})
+    return released
+
+
 def on_work_horse_killed(job: Job, retpid, ret_val, rusage) -> None:
     """The work horse died (kill -9, OOM): rq fails the job next and retries it if it can."""
     if not job.retries_left:
         notify_failure(job, None)
+
+
+class OrphanFreeScheduler(RQScheduler):
+    """rq's scheduler (it enqueues the retries delayed by their backoff), in a child process that dies with
+    the worker that started it: a killed worker leaves no scheduler behind."""
+
+    def start(self):
+        self.parent_pid = os.getpid()
+        return super().start()
+
+    def work(self):
+        die_with_parent(self.parent_pid)
+        super().work()
 
 
 class TranscodeWorker(Worker):
@@ -90,7 +123,22 @@ class TranscodeWorker(Worker):
         die_with_parent(self.pid)
         super().main_work_horse(job, queue)
 
+    def _start_scheduler(self, burst: bool = False, logging_level: str = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        """rq's own, with the OrphanFreeScheduler: the worker holding the scheduler lock runs it."""
+        self.scheduler = OrphanFreeScheduler(self.queues, connection=self.connection, logging_level=logging_level,
+                                             date_format=date_format, log_format=log_format,
+                                             serializer=self.serializer)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                self.scheduler.enqueue_scheduled_jobs()
+                self.scheduler.release_locks()
+            else:
+                self.scheduler.start()
+
     def clean_registries(self):
+        release_scheduler_lock_of_dead_worker(self)
         expire_abandoned_jobs(self)
         super().clean_registries()
 
@@ -119,7 +167,8 @@ def main() -> int:
     worker = build_worker(settings)
     log.info("transcoder worker starting",
              extra={"fields": {"worker": worker.name, "pid": os.getpid(), "mode": mode}})
-    worker.work(logging_level=settings.log_level)
+    # The scheduler (one per Redis, whichever worker holds its lock) enqueues the retries rq delays.
+    worker.work(logging_level=settings.log_level, with_scheduler=True)
     return 0
 
 

@@ -43,6 +43,13 @@ class Settings:
     service_token_file: Path
     catalog_url: str
     transcoder_workers: int
+    max_source_seconds: int
+    max_source_pixels: int
+    max_source_fps: int
+    max_source_frames: int
+    transcode_job_timeout_seconds: int
+    ffmpeg_memory_mb: int
+    ffmpeg_cpu_seconds: int
     log_level: str
 
     @classmethod
@@ -75,8 +82,15 @@ class Settings:
             cookie_secure=_bool(get("COOKIE_SECURE", "false")),
             max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(2 * 1024**3))),
             service_token_file=Path(get("SERVICE_TOKEN_FILE", keys_dir / "service_token")),
-            catalog_url=get("CATALOG_URL", "http://127.0.0.1:5002").rstrip("/"),
+            catalog_url=get("CATALOG_URL", "http://127.0.0.1:5004").rstrip("/"),
             transcoder_workers=int(get("TRANSCODER_WORKERS", "2")),
+            max_source_seconds=int(get("MAX_SOURCE_SECONDS", str(3 * 3600))),
+            max_source_pixels=int(get("MAX_SOURCE_PIXELS", str(4096 * 2160))),
+            max_source_fps=int(get("MAX_SOURCE_FPS", "240")),
+            max_source_frames=int(get("MAX_SOURCE_FRAMES", str(3 * 3600 * 60))),
+            transcode_job_timeout_seconds=int(get("TRANSCODE_JOB_TIMEOUT_SECONDS", str(8 * 3600))),
+            ffmpeg_memory_mb=int(get("FFMPEG_MEMORY_MB", "4096")),
+            ffmpeg_cpu_seconds=int(get("FFMPEG_CPU_SECONDS", str(16 * 3600))),
             log_level=get("LOG_LEVEL", "INFO").upper(),
         )
 

@@ -1,7 +1,8 @@
 """RSA key pair and service credential: loading, and generating them when absent.
 
-`python -m videoflix_shared.keys DIR` creates `jwt_private.pem`, `jwt_public.pem` and `service_token`
-in DIR unless they exist (used by `make keys` and by the compose key-init container).
+`python -m videoflix_shared.keys DIR [PUBLIC_DIR]` creates `jwt_private.pem`, `jwt_public.pem` and
+`service_token` in DIR unless they exist (used by `make keys` and by the compose key-init container),
+and copies the public key and the service token into PUBLIC_DIR: what every service but auth reads.
 """
 from __future__ import annotations
 
@@ -58,7 +59,30 @@ def generate(directory: Path) -> list[Path]:
     return created
 
 
+PUBLIC_FILES = {"jwt_public.pem": 0o644, "service_token": 0o600}
+
+
+def publish(directory: Path, public_directory: Path) -> list[Path]:
+    """Copy the public key and the service token of `directory` into `public_directory` (kept in step:
+    a copy that differs is replaced). Never the private key."""
+    public_directory = Path(public_directory)
+    public_directory.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name, mode in PUBLIC_FILES.items():
+        source, target = Path(directory) / name, public_directory / name
+        data = source.read_bytes()
+        if target.exists() and target.read_bytes() == data:
+            continue
+        target.unlink(missing_ok=True)
+        _write_secret(target, data, mode)
+        copied.append(target)
+    return copied
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("var/keys")
     for path in generate(target):
         print(f"created {path}")
+    if len(sys.argv) > 2:
+        for path in publish(target, Path(sys.argv[2])):
+            print(f"copied {path}")

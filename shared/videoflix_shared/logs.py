@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -10,6 +11,15 @@ import uuid
 from flask import Flask, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Mailed link tokens travel in these paths (/api/activate/<uid>/<token>/, /api/password_confirm/...):
+# logged, they would let a log reader activate an account or choose its password.
+SECRET_PATH = re.compile(r"^(/api/(?:activate|password_confirm)/[^/]*/)[^/]+")
+MASK = "***"
+
+
+def masked_path(path: str) -> str:
+    """The request path as logs show it: link tokens replaced by ***."""
+    return SECRET_PATH.sub(rf"\g<1>{MASK}", path)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +68,7 @@ def init_request_logging(app: Flask) -> None:
         access_log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            masked_path(request.path),
             response.status_code,
             extra={"fields": {"status": response.status_code, "ms": round(elapsed_ms, 1)}},
         )

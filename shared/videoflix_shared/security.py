@@ -58,11 +58,16 @@ def require_csrf(claims: dict | None = None) -> None:
     Call after the token was verified; `claims` defaults to the verified token's claims.
     """
     claims = get_jwt() if claims is None else claims
-    header = request.headers.get(CSRF_HEADER, "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    expected = str(claims.get("csrf", ""))
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a header can hold any byte.
+    header = _bytes(request.headers.get(CSRF_HEADER, ""))
+    cookie = _bytes(request.cookies.get(CSRF_COOKIE, ""))
+    expected = _bytes(str(claims.get("csrf", "")))
     if not (header and expected and hmac.compare_digest(header, cookie) and hmac.compare_digest(header, expected)):
         raise ApiError(403, "CSRF token missing or incorrect.")
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 def current_user_id() -> int:

@@ -1,12 +1,14 @@
 """Unit-test fixtures: the auth app on a real PostgreSQL database and a real SMTP server (aiosmtpd).
 
-The database `videoflix_unit_auth` is created if missing; its tables are created for the session,
+The database `videoflix_unit_auth` (`videoflix_unit_auth<n>` with TEST_SLOT=n, so test runs of two
+checkouts never empty each other's tables) is created if missing; its tables are created for the session,
 emptied before every test and dropped at the end.
 """
 from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 import socket
 import threading
@@ -23,7 +25,7 @@ from services.auth.app import create_app
 from services.auth.models import db
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
-DATABASE = "videoflix_unit_auth"
+DATABASE = "videoflix_unit_auth" + (os.environ.get("TEST_SLOT", "0").strip("0") and os.environ["TEST_SLOT"])
 FRONTEND = "http://frontend.test"
 STRONG_PASSWORD = "Corr3ct-Horse-Battery!"
 

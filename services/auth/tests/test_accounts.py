@@ -99,24 +99,49 @@ def test_activation_link_expires(app, make_app, make_settings, inbox):
     assert not user_row(app, address).is_active
 
 
-def test_duplicate_registration_of_an_inactive_address_looks_the_same_and_mails_a_fresh_link(app, accounts, client):
+def follow_latest_mail(accounts, address: str, count: int, password: str):
+    """What the mailbox owner does with the newest mail: click an activation link, or choose
+    `password` on the page a password link opens."""
+    text = mail_text(accounts.inbox.wait_for(address, count)[count - 1])
+    if "activate.html" in text:
+        uid, token = link_params(text, "activate.html")
+        return accounts.client.get(f"/api/activate/{uid}/{token}/")
+    uid, token = link_params(text, "confirm_password.html")
+    return accounts.client.post(f"/api/password_confirm/{uid}/{token}/", json={
+        "new_password": password, "confirm_password": password})
+
+
+ATTACKER_PASSWORD = "Attacker-Chose-This-1"
+OWNER_PASSWORD = "Owner-Chose-This-2"
+
+
+def test_a_second_registration_of_a_pending_address_never_sets_its_password(app, accounts, client):
+    """The owner signs up, an attacker signs up with the same address before the owner clicked: the
+    owner's next click must not activate the attacker's password."""
     address = unique_email()
-    body = {"email": address, "password": STRONG_PASSWORD, "confirmed_password": STRONG_PASSWORD}
+    body = {"email": address, "password": OWNER_PASSWORD, "confirmed_password": OWNER_PASSWORD}
     first = client.post("/api/register/", json=body)
-    second_password = "An0ther-Long-Passphrase"
     second = client.post("/api/register/", json={
-        **body, "password": second_password, "confirmed_password": second_password})
+        **body, "password": ATTACKER_PASSWORD, "confirmed_password": ATTACKER_PASSWORD})
     assert (first.status_code, first.json) == (second.status_code, second.json) == (201, first.json)
 
     first_link = accounts.link(address, "activate.html", 1)
-    second_link = accounts.link(address, "activate.html", 2)
-    assert first_link != second_link
-    # The link decides the password: whoever owns the mailbox and clicks sets the one they chose.
-    assert client.get("/api/activate/{}/{}/".format(*second_link)).status_code == 200
-    assert accounts.login(address, second_password).status_code == 200
-    assert accounts.login(address, STRONG_PASSWORD).status_code == 401
-    # Using one link voids the others.
+    # The second registration voided the first link and mailed a link to choose the password.
     assert client.get("/api/activate/{}/{}/".format(*first_link)).status_code == 400
+    assert accounts.login(address, ATTACKER_PASSWORD).status_code == 401
+    assert follow_latest_mail(accounts, address, 2, OWNER_PASSWORD).status_code == 200
+    assert accounts.login(address, ATTACKER_PASSWORD).status_code == 401
+    assert accounts.login(address, OWNER_PASSWORD).status_code == 200
+
+
+def test_an_attacker_who_signed_up_first_cannot_have_the_owner_activate_his_password(accounts, client):
+    address = accounts.register(password=ATTACKER_PASSWORD)  # the attacker, before the owner
+    accounts.register(address, OWNER_PASSWORD)  # the owner signs up, gets a mail
+    # The attacker asks for another mail, so the owner's newest mail is the one he caused.
+    assert client.post("/api/activation/resend/", json={"email": address}).status_code == 200
+    assert follow_latest_mail(accounts, address, 3, OWNER_PASSWORD).status_code == 200
+    assert accounts.login(address, ATTACKER_PASSWORD).status_code == 401
+    assert accounts.login(address, OWNER_PASSWORD).status_code == 200
 
 
 def test_duplicate_registration_of_an_active_address_looks_the_same_and_changes_nothing(accounts, client, inbox):
@@ -157,6 +182,15 @@ VALID = {"email": "someone@example.com", "password": STRONG_PASSWORD, "confirmed
     ({**VALID, "email": "x@example.com'; DROP TABLE users;--"}, "email"),
     ({**VALID, "email": "a" * 250 + "@example.com"}, "email"),
     ({**VALID, "email": "a\x00b@example.com"}, "email"),
+    ({**VALID, "email": '"john doe"@example.com'}, "email"),
+    ({**VALID, "email": '"a@b"@example.com'}, "email"),
+    ({**VALID, "email": "a@[127.0.0.1]"}, "email"),
+    ({**VALID, "email": "a@[IPv6:::1]"}, "email"),
+    ({**VALID, "email": "a@127.0.0.1"}, "email"),
+    ({**VALID, "password": "Corr3ct-Horse\x00!", "confirmed_password": "Corr3ct-Horse\x00!"}, "password"),
+    ({**VALID, "password": "Corr3ct-\x1bHorse!", "confirmed_password": "Corr3ct-\x1bHorse!"}, "password"),
+    ({**VALID, "privacy_policy": "on\x00"}, "privacy_policy"),
+    ({**VALID, "password": "e\u0301" * 4, "confirmed_password": "e\u0301" * 4}, "password"),
     ({**VALID, "password": "Sh0rt!", "confirmed_password": "Sh0rt!"}, "password"),
     ({**VALID, "password": "1234567890123", "confirmed_password": "1234567890123"}, "password"),
     ({**VALID, "password": "password123", "confirmed_password": "password123"}, "password"),
@@ -221,8 +255,8 @@ def test_signup_survives_a_dead_mail_server_and_the_link_can_be_requested_again(
 
     response = accounts.client.post("/api/activation/resend/", json={"email": address})
     assert response.status_code == 200
-    assert accounts.activate(address).status_code == 200
-    assert accounts.login(address).status_code == 200
+    assert follow_latest_mail(accounts, address, 1, OWNER_PASSWORD).status_code == 200
+    assert accounts.login(address, OWNER_PASSWORD).status_code == 200
 
 
 def test_resend_answers_the_same_for_unknown_active_and_inactive_addresses(accounts, client, inbox):

@@ -17,6 +17,7 @@ def test_openapi_documents_every_account_route(client):
     assert set(spec["paths"]) == {
         "/api/register/", "/api/activation/resend/", "/api/activate/{uidb64}/{token}/", "/api/login/",
         "/api/token/refresh/", "/api/logout/", "/api/password_reset/", "/api/password_confirm/{uidb64}/{token}/",
+        "/internal/sessions/{session_id}",
     }
     assert "403" in spec["paths"]["/api/logout/"]["post"]["responses"]
 

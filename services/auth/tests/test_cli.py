@@ -1,10 +1,12 @@
 """`flask create-admin EMAIL --password PASSWORD`."""
 from __future__ import annotations
 
-from flask_jwt_extended import decode_token
-from sqlalchemy import func, select
+from datetime import timedelta
 
-from services.auth.models import User, db
+from flask_jwt_extended import decode_token
+from sqlalchemy import func, select, update
+
+from services.auth.models import PASSWORD_RESET, LinkToken, RefreshToken, User, db, utcnow
 
 from .conftest import STRONG_PASSWORD, unique_email
 
@@ -65,3 +67,29 @@ def test_create_admin_rejects_bad_input(app):
     assert invalid.exit_code == 2 and "Enter a valid email address." in invalid.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_prune_tokens_deletes_expired_link_and_refresh_tokens_only(app, accounts):
+    address = accounts.active_user()  # one used activation link, still within its lifetime
+    assert accounts.login(address).status_code == 200
+    accounts.client.post("/api/password_reset/", json={"email": address})
+    accounts.inbox.wait_for(address, 2)
+    accounts.login(address)  # a second session
+    past = utcnow() - timedelta(seconds=1)
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.email == address))
+        expired_link = db.session.scalar(select(LinkToken.id).where(LinkToken.purpose == PASSWORD_RESET))
+        db.session.execute(update(LinkToken).where(LinkToken.id == expired_link).values(expires_at=past))
+        jtis = db.session.scalars(select(RefreshToken.jti).order_by(RefreshToken.created_at)).all()
+        db.session.execute(update(RefreshToken).where(RefreshToken.jti == jtis[0]).values(expires_at=past))
+        db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["prune-tokens"])
+    assert result.exit_code == 0, result.output
+    assert "pruned 1 link tokens, 1 refresh tokens" in result.output
+    with app.app_context():
+        assert db.session.scalars(select(LinkToken.id).where(LinkToken.user_id == user_id)).all() != []
+        assert db.session.get(LinkToken, expired_link) is None
+        assert db.session.scalars(select(RefreshToken.jti)).all() == jtis[1:]
+    again = app.test_cli_runner().invoke(args=["prune-tokens"])
+    assert "pruned 0 link tokens, 0 refresh tokens" in again.output

@@ -136,20 +136,76 @@ def test_login_rehashes_a_password_hashed_with_weaker_parameters(app, accounts):
 
 @pytest.fixture
 def logged_in(accounts, client):
-    accounts.login(accounts.active_user())
+    client.email = accounts.active_user()
+    accounts.login(client.email)
     return client
 
 
-def test_refresh_sets_a_new_access_token_with_the_same_csrf_value(app, logged_in):
-    old_access = cookie(logged_in, "access_token")
+def test_refresh_sets_new_tokens_of_the_same_session_with_the_same_csrf_value(app, logged_in):
+    old_access, old_refresh = cookie(logged_in, "access_token"), cookie(logged_in, "refresh_token")
+    old_csrf = cookie(logged_in, "csrftoken")
     time.sleep(1)  # a token issued in the same second could be identical
     response = logged_in.post("/api/token/refresh/", json={})  # no X-CSRFToken: the frontend sends none
     assert response.status_code == 200 and response.json == {"detail": "Token refreshed"}
-    assert set(set_cookies(response)) == {"access_token"}
-    new_access = cookie(logged_in, "access_token")
-    assert new_access != old_access
-    assert claims(app, new_access)["csrf"] == cookie(logged_in, "csrftoken")
+    assert set(set_cookies(response)) == SESSION_COOKIES
+    new_access, new_refresh = cookie(logged_in, "access_token"), cookie(logged_in, "refresh_token")
+    assert new_access != old_access and new_refresh != old_refresh
+    assert cookie(logged_in, "csrftoken") == old_csrf
+    assert claims(app, new_access)["csrf"] == claims(app, new_refresh)["csrf"] == old_csrf
     assert claims(app, new_access)["sub"] == claims(app, old_access)["sub"]
+    session_id = claims(app, old_access)["sid"]
+    assert claims(app, new_access)["sid"] == claims(app, new_refresh)["sid"] == session_id
+    assert claims(app, new_refresh)["jti"] != claims(app, old_refresh)["jti"]
+
+
+def test_every_refresh_token_works_once_and_a_reused_one_revokes_every_session(app, accounts, logged_in):
+    other_device = app.test_client()
+    assert accounts.login(logged_in.email, client=other_device).status_code == 200
+    stolen = cookie(logged_in, "refresh_token")
+    assert logged_in.post("/api/token/refresh/").status_code == 200
+    assert logged_in.post("/api/token/refresh/").status_code == 200  # the next one works, once
+
+    thief = app.test_client()
+    thief.set_cookie("refresh_token", stolen)
+    reused = thief.post("/api/token/refresh/")
+    assert reused.status_code == 401 and reused.json == {"detail": "Token has been revoked."}
+    assert not set_cookies(reused)
+    # Reuse means a copy exists somewhere: every refresh token of the user is revoked.
+    assert logged_in.post("/api/token/refresh/").status_code == 401
+    assert other_device.post("/api/token/refresh/").status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(RefreshToken.jti).where(RefreshToken.revoked_at.is_(None))) is None
+
+
+def session_live(client, app, access_token: str) -> bool:
+    response = client.get(f"/internal/sessions/{claims(app, access_token)['sid']}")
+    assert response.status_code in (204, 404), response.json
+    return response.status_code == 204
+
+
+def test_the_session_of_an_access_token_is_live_until_logout(app, accounts, logged_in):
+    first_access = cookie(logged_in, "access_token")
+    assert session_live(logged_in, app, first_access)
+    assert logged_in.post("/api/token/refresh/").status_code == 200
+    assert session_live(logged_in, app, first_access) and session_live(logged_in, app, cookie(logged_in, "access_token"))
+    other_device = app.test_client()
+    assert accounts.login(logged_in.email, client=other_device).status_code == 200
+
+    csrf = cookie(logged_in, "csrftoken")
+    assert logged_in.post("/api/logout/", json={}, headers={"X-CSRFToken": csrf}).status_code == 200
+    assert not session_live(other_device, app, first_access)
+    assert session_live(other_device, app, cookie(other_device, "access_token"))  # another login lives on
+    assert app.test_client().get("/internal/sessions/no-such-session").status_code == 404
+
+
+def test_a_reused_refresh_token_ends_every_session_of_the_user(app, logged_in):
+    access = cookie(logged_in, "access_token")
+    stolen = cookie(logged_in, "refresh_token")
+    assert logged_in.post("/api/token/refresh/").status_code == 200
+    thief = app.test_client()
+    thief.set_cookie("refresh_token", stolen)
+    assert thief.post("/api/token/refresh/").status_code == 401
+    assert not session_live(thief, app, access)
 
 
 def test_refresh_without_cookie_is_400_and_with_a_bad_one_401(client):

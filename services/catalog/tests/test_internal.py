@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from .conftest import CSRF
 
@@ -33,6 +34,15 @@ def test_reports_need_the_service_token(client, queued_video, authorization):
         response = getattr(client, method)(f"/internal/videos/{queued_video}{path}", json=PROBE, headers=headers)
         assert response.status_code == 401
         assert response.json == {"detail": "Invalid service credentials."}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(authorization=st.text(st.characters(min_codepoint=0, max_codepoint=0xFF, blacklist_characters="\r\n"),
+                             max_size=80))
+def test_any_authorization_header_but_the_token_is_a_401(client, queued_video, authorization):
+    """Any bytes (non-ASCII arrive as latin-1): a 401, never a 500."""
+    response = client.get(f"/internal/videos/{queued_video}", headers={"Authorization": authorization})
+    assert response.status_code == 401 and response.json == {"detail": "Invalid service credentials."}
 
 
 def test_get_returns_what_a_retried_job_needs(client, service_headers, queued_video, settings):

@@ -101,3 +101,38 @@ def test_abandoned_upload_parts_are_deleted(app, settings):
     assert reconcile(app).exit_code == 0
     assert not abandoned.exists()
     assert live.exists()
+
+
+def test_a_video_whose_jobs_keep_getting_lost_is_given_up(app, make_video, redis):
+    never_finishes = make_video(status="processing", rungs={"480p": "pending"})
+    half_ready = make_video(status="ready", rungs={"480p": "ready", "1080p": "pending"})
+    queue = Queue("transcode", connection=redis)
+    for attempt in range(2):
+        for video_id in (never_finishes, half_ready):
+            make_quiet(app, video_id)
+        assert reconcile(app, "--quiet-for", "5", "--max-attempts", "2").exit_code == 0
+        assert len(queued_ids(redis)) == 2, f"attempt {attempt + 1} enqueues both"
+        queue.empty()  # lost again (a worker that dies on them, a Redis without persistence)
+    for video_id in (never_finishes, half_ready):
+        make_quiet(app, video_id)
+    assert reconcile(app, "--quiet-for", "5", "--max-attempts", "2").exit_code == 0
+    assert queued_ids(redis) == []
+    reason = "Processing did not finish after 2 restarts; it was given up."
+    with app.app_context():
+        failed = db.session.get(Video, never_finishes)
+        assert (failed.status, failed.failure_reason) == ("failed", reason)
+        assert [(r.rung, r.state, r.failure_reason) for r in failed.renditions] == [("480p", "failed", reason)]
+        playable = db.session.get(Video, half_ready)
+        assert playable.status == "ready"
+        assert [(r.rung, r.state) for r in playable.renditions] == [("480p", "ready"), ("1080p", "failed")]
+    make_quiet(app, never_finishes)
+    assert reconcile(app, "--quiet-for", "5").exit_code == 0
+    assert queued_ids(redis) == [], "a failed video stays given up"
+
+
+def test_prepare_is_retried_later_not_at_once(app, make_video, redis):
+    video_id = make_video(status="uploaded")
+    make_quiet(app, video_id)
+    assert reconcile(app).exit_code == 0
+    job = Queue("transcode", connection=redis).fetch_job(f"prepare-video-{video_id}")
+    assert job.retries_left == 3 and job.retry_intervals == [15, 60, 180]

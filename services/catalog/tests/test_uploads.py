@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from rq import Queue
 from rq.job import Job
 
@@ -75,6 +77,16 @@ def test_empty_file_and_blank_fields_are_400(app, client, upload, settings):
     assert set(response.json) == {"category", "description"}
     assert stored_videos(app) == []
     assert list((settings.media_dir / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize("field, value", [
+    ("title", "A\x00title"), ("description", "bell\x07"), ("category", "Drama\x1b[2J"),
+])
+def test_control_characters_in_any_field_are_400_and_store_nothing(app, client, upload, settings, field, value):
+    response = upload(client, **{field: value})
+    assert response.status_code == 400 and response.json == {field: ["Control characters are not allowed."]}
+    assert stored_videos(app) == []
+    assert not (settings.media_dir / "uploads").exists() or list((settings.media_dir / "uploads").iterdir()) == []
 
 
 def test_a_text_field_named_file_is_not_a_file(client, login):

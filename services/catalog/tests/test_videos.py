@@ -4,7 +4,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+import json
+
 import sqlalchemy as sa
+from rq import Queue
 
 from services.catalog.models import Rendition, Video, db
 
@@ -123,6 +126,31 @@ def test_owner_deletes_video_with_its_files(app, client, login, make_video, sett
         assert db.session.get(Video, video_id) is None
         assert db.session.query(Rendition).filter_by(video_id=video_id).count() == 0
     assert client.get(f"/api/video/{video_id}/").status_code == 404
+
+
+def test_deleting_a_video_stops_its_running_jobs_and_drops_its_waiting_ones(client, login, make_video, redis):
+    video_id, other_id = make_video(owner_id=1, status="processing"), make_video(owner_id=1, status="processing")
+    queue = Queue("transcode", connection=redis)
+    jobs = "services.transcoder.jobs."
+    running = queue.enqueue(jobs + "transcode_rung", video_id, "480p", job_id=f"video-{video_id}-480p")
+    queue.remove(running)
+    running.worker_name = "worker-a"
+    running.set_status("started")
+    running.save()
+    queue.started_job_registry.add(running, ttl=600)
+    waiting = queue.enqueue(jobs + "make_thumbnail", video_id, job_id=f"video-{video_id}-thumbnail")
+    others = queue.enqueue(jobs + "transcode_rung", other_id, "480p", job_id=f"video-{other_id}-480p")
+    commands = redis.pubsub()
+    commands.subscribe("rq:pubsub:worker-a")
+    commands.get_message(timeout=1)  # the subscription confirmation
+
+    response = login(client, 1).delete(f"/api/video/{video_id}/", headers={"X-CSRFToken": CSRF})
+    assert response.status_code == 204
+    message = commands.get_message(timeout=2)
+    assert json.loads(message["data"]) == {"command": "stop-job", "job_id": running.id}
+    assert queue.job_ids == [others.id]
+    assert not redis.exists(waiting.key)
+    commands.close()
 
 
 def test_others_cannot_delete_and_csrf_is_checked(client, login, make_video, settings):

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from redis import Redis
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def generate_clip(path: Path, width: int, height: int, seconds: float, audio: bool = True,
@@ -62,3 +66,50 @@ def redis(redis_url):
     connection.flushdb()
     yield connection
     connection.flushdb()
+
+
+@pytest.fixture
+def start_worker(redis_url):
+    started = []
+
+    def start() -> subprocess.Popen:
+        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
+        process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
+                                   start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for(condition, timeout=60.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def work_horse(worker_pid: int) -> int | None:
+    """The worker's work horse: the child leading its own session (rq's scheduler, also a child, does not)."""
+    for child in children(worker_pid):
+        try:
+            session = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError):
+            continue
+        if session == child:
+            return child
+    return None

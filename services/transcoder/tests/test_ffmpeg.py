@@ -3,12 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from services.transcoder.ffmpeg import gop_frames, probe_command, rung_command, split_command, thumbnail_command
+from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, gop_frames, probe_command, rung_command, split_command,
+                                        thumbnail_command)
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 
 SOURCE = Path("/media/originals/7/clip.mp4")
+# Every read of an upload: local files only, the probed demuxer forced, the path as a file: URL.
 HEAD = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
-        "-i", "/media/originals/7/clip.mp4"]
+        "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4"]
 HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags", "independent_segments",
        "-hls_segment_filename", "segment_%03d.ts", "index.m3u8"]
 
@@ -16,7 +18,7 @@ HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags",
 def video(height, profile, rate, maxrate, bufsize, gop):
     return ["-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", profile,
             "-pix_fmt", "yuv420p", "-b:v", rate, "-maxrate", maxrate, "-bufsize", bufsize,
-            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-fps_mode", "passthrough"]
 
 
 @pytest.mark.parametrize("rung, expected_video, audio_rate", [
@@ -26,20 +28,20 @@ def video(height, profile, rate, maxrate, bufsize, gop):
     ("1080p", video(1080, "high", "5000k", "5350k", "7500k", "50"), "192k"),
 ])
 def test_rung_with_audio(rung, expected_video, audio_rate):
-    assert rung_command(SOURCE, BY_NAME[rung], fps=25, has_audio=True) == [
+    assert rung_command(SOURCE, BY_NAME[rung], fps=25, has_audio=True, demuxer="mov") == [
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *expected_video,
         "-c:a", "aac", "-b:a", audio_rate, "-ac", "2", *HLS,
     ]
 
 
 def test_rung_without_audio_maps_no_audio_stream():
-    assert rung_command(SOURCE, BY_NAME["480p"], fps=30, has_audio=False) == [
+    assert rung_command(SOURCE, BY_NAME["480p"], fps=30, has_audio=False, demuxer="mov") == [
         *HEAD, "-map", "0:v:0", *video(480, "main", "1400k", "1498k", "2100k", "60"), *HLS,
     ]
 
 
 def test_small_source_rung_keeps_its_height():
-    command = rung_command(SOURCE, small_source_rendition(240), fps=24, has_audio=True)
+    command = rung_command(SOURCE, small_source_rendition(240), fps=24, has_audio=True, demuxer="mov")
     assert command == [
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *video(240, "main", "356k", "380k", "533k", "48"),
         "-c:a", "aac", "-b:a", "64k", "-ac", "2", *HLS,
@@ -53,7 +55,7 @@ def hls_into(directory):
 
 def test_split_of_two_rungs_with_audio():
     outputs = [(BY_NAME["360p"], Path("/media/hls/7/.tmp-360p-a")), (BY_NAME["720p"], Path("/media/hls/7/.tmp-720p-b"))]
-    assert split_command(SOURCE, outputs, fps=25, has_audio=True) == [
+    assert split_command(SOURCE, outputs, fps=25, has_audio=True, demuxer="mov") == [
         *HEAD, "-filter_complex", "[0:v]split=2[v0][v1];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1]",
         "-map", "[o0]", "-map", "0:a:0", *video(360, "main", "800k", "856k", "1200k", "50")[2:],
         "-c:a", "aac", "-b:a", "96k", "-ac", "2", *hls_into("/media/hls/7/.tmp-360p-a"),
@@ -64,7 +66,7 @@ def test_split_of_two_rungs_with_audio():
 
 def test_split_of_three_rungs_without_audio_maps_no_audio_stream():
     outputs = [(BY_NAME[name], Path(f"/v/.tmp-{name}")) for name in ("360p", "720p", "1080p")]
-    assert split_command(SOURCE, outputs, fps=30, has_audio=False) == [
+    assert split_command(SOURCE, outputs, fps=30, has_audio=False, demuxer="mov") == [
         *HEAD, "-filter_complex",
         "[0:v]split=3[v0][v1][v2];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1];[v2]scale=-2:1080[o2]",
         "-map", "[o0]", *video(360, "main", "800k", "856k", "1200k", "60")[2:], *hls_into("/v/.tmp-360p"),
@@ -78,10 +80,10 @@ def test_split_of_three_rungs_without_audio_maps_no_audio_stream():
 def test_split_outputs_use_the_rung_commands_encoding_options(rungs, has_audio):
     """Each output of the split carries exactly its rung command's codec, bitrate, GOP and HLS options."""
     outputs = [(BY_NAME[name], Path(name)) for name in rungs]
-    command = split_command(SOURCE, outputs, fps=25, has_audio=has_audio)
+    command = split_command(SOURCE, outputs, fps=25, has_audio=has_audio, demuxer="mov")
     blocks = " ".join(command).split(" -map [o")[1:]
     for index, (rendition, _) in enumerate(outputs):
-        single = rung_command(SOURCE, rendition, fps=25, has_audio=has_audio)
+        single = rung_command(SOURCE, rendition, fps=25, has_audio=has_audio, demuxer="mov")
         options = single[single.index("-c:v"):single.index("-hls_segment_filename")]
         block = blocks[index].split(" ", 1)[1]
         assert block.startswith(("-map 0:a:0 " if has_audio else "") + " ".join(options))
@@ -94,13 +96,28 @@ def test_keyframe_every_two_seconds(fps, frames):
 
 
 def test_thumbnail_command():
-    assert thumbnail_command(SOURCE, Path("/media/hls/7/.tmp-thumbnail-x.jpg"), 0.9) == [
+    assert thumbnail_command(SOURCE, Path("/media/hls/7/.tmp-thumbnail-x.jpg"), 0.9, demuxer="matroska") == [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-ss", "0.900",
-        "-i", "/media/originals/7/clip.mp4", "-map", "0:v:0", "-frames:v", "1",
+        "-protocol_whitelist", "file", "-f", "matroska", "-i", "file:/media/originals/7/clip.mp4",
+        "-map", "0:v:0", "-frames:v", "1",
         "-vf", "scale=-2:'min(ih,480)'", "-q:v", "3", "-f", "image2", "-y", "/media/hls/7/.tmp-thumbnail-x.jpg",
     ]
 
 
-def test_probe_command():
-    assert probe_command(SOURCE) == ["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                                     "-show_streams", "/media/originals/7/clip.mp4"]
+def test_source_probe_detects_only_among_plain_containers():
+    assert probe_command(SOURCE) == [
+        "ffprobe", "-v", "error", "-protocol_whitelist", "file",
+        "-format_whitelist", "mov,matroska,avi,mpegts,flv,ogg,mpeg", "-count_packets",
+        "-print_format", "json", "-show_format", "-show_streams", "file:/media/originals/7/clip.mp4"]
+
+
+def test_probe_with_a_known_demuxer_forces_it():
+    assert probe_command(Path("/media/hls/7/480p/segment_000.ts"), "mpegts") == [
+        "ffprobe", "-v", "error", "-protocol_whitelist", "file", "-f", "mpegts", "-count_packets",
+        "-print_format", "json", "-show_format", "-show_streams", "file:/media/hls/7/480p/segment_000.ts"]
+
+
+def test_no_demuxer_that_opens_other_files_or_urls_is_accepted():
+    openers = {"hls", "dash", "concat", "image2", "image2pipe", "srt", "ass", "webvtt", "tty", "data", "lavfi",
+               "mpjpeg", "sdp", "rtsp", "rtp", "ffmetadata", "subviewer", "jacosub"}
+    assert not openers & set(SOURCE_DEMUXERS)

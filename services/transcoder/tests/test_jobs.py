@@ -5,14 +5,19 @@ Redis: TRANSCODER_TEST_REDIS_URL, default db 14 of the local server, flushed by 
 """
 import json
 import threading
+from datetime import datetime, timezone
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rq import Queue, SimpleWorker
+from rq.command import send_stop_job_command
+from rq.job import JobStatus
 
 from services.transcoder import jobs
 from services.transcoder.ladder import BY_NAME
 from services.transcoder.probe import SourceMedia, probe_source
+from services.transcoder.tests.conftest import wait_for
 
 TOKEN = "unit-test-service-token"
 
@@ -95,6 +100,12 @@ def upload(media_dir, video_id, source):
     return original
 
 
+@pytest.fixture
+def no_backoff(monkeypatch):
+    """Retries at once, so a burst worker runs every attempt (the backoff has its own test)."""
+    monkeypatch.setattr(jobs, "RETRY_INTERVALS", [0])
+
+
 def run_queue(redis):
     SimpleWorker([Queue(jobs.QUEUE, connection=redis)], connection=redis).work(burst=True)
 
@@ -155,7 +166,7 @@ def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, c
     original = upload(env, 6, clip_360p)
     media = probe_source(original)
     arguments = dict(source_path=str(original), source_height=360, duration=media.duration, fps=media.fps,
-                     has_audio=True)
+                     has_audio=True, demuxer=media.demuxer)
     jobs.transcode_rung(6, "360p", **arguments)
     segment = env / "hls" / "6" / "360p" / "segment_000.ts"
     before = segment.stat()
@@ -171,8 +182,8 @@ def test_video_deleted_meanwhile_stops_quietly_and_leaves_nothing(env, catalog, 
     original = upload(env, 8, clip_360p)
     catalog.gone.add(8)
     jobs.transcode_rung(8, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
-                        has_audio=True)
-    jobs.make_thumbnail(8, source_path=str(original), duration=2.0)
+                        has_audio=True, demuxer="mov")
+    jobs.make_thumbnail(8, source_path=str(original), duration=2.0, demuxer="mov")
     jobs.prepare_video(8, source_path=str(original))
     assert [call[0] for call in catalog.calls] == ["GET", "GET", "GET"]
     assert not (env / "hls" / "8").exists()
@@ -184,14 +195,14 @@ def test_video_deleted_under_a_running_transcode_stops_quietly(env, catalog, cli
     catalog.vanish_after[11] = 1  # the job's first question is answered; then the video and its files go
     original.unlink()
     jobs.transcode_rung(11, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
-                        has_audio=True)
+                        has_audio=True, demuxer="mov")
     assert [call[:2] for call in catalog.calls] == [("GET", "/internal/videos/11")] * 2
     assert not (env / "hls" / "11").exists()
 
 
-def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog, redis, text_as_mp4):
+def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog, redis, text_as_mp4, no_backoff):
     original = upload(env, 9, text_as_mp4)
-    media = SourceMedia(duration=2.0, width=640, height=360, fps=25.0, has_audio=True)
+    media = SourceMedia(duration=2.0, width=640, height=360, fps=25.0, has_audio=True, demuxer="mov", frames=50)
     queue = Queue(jobs.QUEUE, connection=redis)
     jobs.enqueue_ladder(queue, 9, original, media, [BY_NAME["360p"]])
     run_queue(redis)
@@ -241,7 +252,7 @@ def test_split_retry_after_partial_publication_encodes_only_the_missing_rung(env
     original = upload(env, 13, make_clip(media / "clip-480p-audio-13.mp4", 854, 480, 2))
     source = probe_source(original)
     arguments = dict(source_path=str(original), source_height=480, duration=source.duration, fps=source.fps,
-                     has_audio=True)
+                     has_audio=True, demuxer=source.demuxer)
     jobs.transcode_rung(13, "360p", **arguments)  # an earlier attempt published 360p, then died
     segment = env / "hls" / "13" / "360p" / "segment_000.ts"
     before = segment.stat()
@@ -256,9 +267,10 @@ def test_split_retry_after_partial_publication_encodes_only_the_missing_rung(env
     assert "480p/index.m3u8" in (env / "hls" / "13" / "master.m3u8").read_text()
 
 
-def test_split_failing_every_retry_is_reported_failed_for_each_of_its_rungs(env, catalog, redis, text_as_mp4):
+def test_split_failing_every_retry_is_reported_failed_for_each_of_its_rungs(env, catalog, redis, text_as_mp4,
+                                                                          no_backoff):
     original = upload(env, 14, text_as_mp4)
-    media = SourceMedia(duration=2.0, width=1280, height=720, fps=25.0, has_audio=True)
+    media = SourceMedia(duration=2.0, width=1280, height=720, fps=25.0, has_audio=True, demuxer="mov", frames=50)
     queue = Queue(jobs.QUEUE, connection=redis)
     jobs.enqueue_ladder(queue, 14, original, media, [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"]], "split")
     run_queue(redis)
@@ -276,3 +288,67 @@ def test_unknown_transcode_mode_is_a_configuration_error(monkeypatch):
         jobs.transcode_mode()
     monkeypatch.delenv("TRANSCODE_MODE")
     assert jobs.transcode_mode() == jobs.DEFAULT_MODE
+
+
+def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, monkeypatch):
+    monkeypatch.setenv("TRANSCODE_JOB_TIMEOUT_SECONDS", "900")
+    declared_ten_hours = SourceMedia(duration=36000.0, width=1920, height=1080, fps=25.0, has_audio=True,
+                                     demuxer="mov", frames=900000)
+    queue = Queue(jobs.QUEUE, connection=redis)
+    enqueued = jobs.enqueue_ladder(queue, 15, clip_360p, declared_ten_hours,
+                                   [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"], BY_NAME["1080p"]], "split")
+    assert [(job.id, job.timeout) for job in enqueued] == [
+        ("video-15-480p", 900), ("video-15-thumbnail", 180), ("video-15-rest", 900)]
+    assert all(job.kwargs["demuxer"] == "mov" for job in enqueued)
+
+
+def test_a_catalog_restart_does_not_burn_the_retries(env, catalog, redis, clip_360p, monkeypatch):
+    original = upload(env, 16, clip_360p)
+    queue = Queue(jobs.QUEUE, connection=redis)
+    media = probe_source(original)
+    monkeypatch.setenv("CATALOG_URL", "http://127.0.0.1:1")  # the catalog is restarting
+    [job, _] = jobs.enqueue_ladder(queue, 16, original, media, [BY_NAME["360p"]])
+    queue.fetch_job(jobs.thumbnail_job_id(16)).delete()
+    run_queue(redis)
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == jobs.RETRIES - 1
+    retry_at = queue.scheduled_job_registry.get_scheduled_time(job)
+    assert (retry_at - datetime.now(timezone.utc)).total_seconds() > jobs.RETRY_INTERVALS[0] - 5
+    assert queue.count == 0 and catalog.calls == []
+
+
+def test_stopping_a_running_job_kills_its_ffmpeg_and_removes_what_it_wrote(env, catalog, redis, make_clip, media,
+                                                                           start_worker):
+    """What the catalog does when a video is deleted: rq's stop-job command to the job's worker."""
+    original = upload(env, 17, make_clip(media / "clip-17.mp4", 854, 480, 30, audio=False))
+    queue = Queue(jobs.QUEUE, connection=redis)
+    source = probe_source(original)
+    [job, thumbnail] = jobs.enqueue_ladder(queue, 17, original, source, [BY_NAME["480p"]], "rungs")
+    thumbnail.delete()
+    start_worker()
+    encoder = wait_for(lambda: ffmpeg_reading(original))
+    wait_for(lambda: list((env / "hls" / "17").glob(".tmp-480p-*/segment_000.ts")))
+    catalog.gone.add(17)
+    send_stop_job_command(redis, job.id)
+    wait_for(lambda: not Path(f"/proc/{encoder}").exists() or zombie(encoder), timeout=10)
+    wait_for(lambda: not (env / "hls" / "17").exists(), timeout=10)
+    assert job.get_status(refresh=True) == JobStatus.STOPPED
+    assert catalog.posted(17, "failed") == []
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def ffmpeg_reading(source: Path) -> int | None:
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"ffmpeg") and f"file:{source}".encode() in argv:
+            return int(entry.name)
+    return None

@@ -8,6 +8,9 @@ import pytest
 from services.transcoder import ffmpeg, publish
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 from services.transcoder.probe import probe_output, probe_source
+from services.transcoder.process import ResourceLimits
+
+LIMITS = ResourceLimits(memory_bytes=4 * 1024**3, cpu_seconds=600)
 
 
 def keyframe_times(path) -> list[float]:
@@ -19,9 +22,9 @@ def keyframe_times(path) -> list[float]:
 
 def transcode(source, video, rendition, on_seconds=None):
     media = probe_source(source)
-    command = ffmpeg.rung_command(source, rendition, media.fps, media.has_audio)
+    command = ffmpeg.rung_command(source, rendition, media.fps, media.has_audio, demuxer=media.demuxer)
     with publish.staging_dir(video, rendition.name) as staged:
-        ffmpeg.run(command, cwd=staged, on_seconds=on_seconds)
+        ffmpeg.run(command, LIMITS, cwd=staged, on_seconds=on_seconds)
         assert publish.publish_rung(staged, video, rendition.name)
 
 
@@ -75,10 +78,10 @@ def test_source_without_audio_gives_video_only_rung(tmp_path, clip_480p_silent):
 
 def test_unreadable_input_raises_with_ffmpeg_message_and_publishes_nothing(tmp_path, text_as_mp4):
     video = tmp_path / "hls" / "4"
-    command = ffmpeg.rung_command(text_as_mp4, BY_NAME["360p"], 25, True)
+    command = ffmpeg.rung_command(text_as_mp4, BY_NAME["360p"], 25, True, demuxer="mov")
     with pytest.raises(ffmpeg.FFmpegError, match="Invalid data found"):
         with publish.staging_dir(video, "360p") as staged:
-            ffmpeg.run(command, cwd=staged)
+            ffmpeg.run(command, LIMITS, cwd=staged)
     assert list(video.iterdir()) == []
 
 
@@ -91,7 +94,8 @@ def test_split_of_a_2_second_clip_into_two_rungs_publishes_both(tmp_path, make_c
     with contextlib.ExitStack() as stack:
         outputs = [(rendition, stack.enter_context(publish.staging_dir(video, rendition.name)))
                    for rendition in renditions]
-        ffmpeg.run(ffmpeg.split_command(source, outputs, media.fps, media.has_audio), on_seconds=seen.append)
+        ffmpeg.run(ffmpeg.split_command(source, outputs, media.fps, media.has_audio, demuxer=media.demuxer), LIMITS,
+                   on_seconds=seen.append)
         assert publish.published_rungs(video) == []  # nothing visible before the rename
         for rendition, staged in outputs:
             assert publish.publish_rung(staged, video, rendition.name)
@@ -110,6 +114,34 @@ def test_split_of_a_2_second_clip_into_two_rungs_publishes_both(tmp_path, make_c
 
 
 def test_niceness_lowers_the_priority_of_the_encoder():
-    ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'], niceness=10)
+    ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'], LIMITS, niceness=10)
     with pytest.raises(ffmpeg.FFmpegError):
-        ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'])
+        ffmpeg.run(["sh", "-c", 'test "$(ps -o ni= -p $$)" -eq 10'], LIMITS)
+
+
+def test_every_encoder_runs_within_its_memory_and_cpu_limits():
+    limits = ResourceLimits(memory_bytes=512 * 1024**2, cpu_seconds=7)
+    ffmpeg.run(["sh", "-c", 'test "$(ulimit -v)" -eq 524288 && test "$(ulimit -t)" -eq 7'], limits)
+
+
+def test_an_encoder_out_of_cpu_time_is_killed_with_a_reason():
+    with pytest.raises(ffmpeg.FFmpegError, match="it used more CPU time than a video may take"):
+        ffmpeg.run(["sh", "-c", "while :; do :; done"], ResourceLimits(memory_bytes=512 * 1024**2, cpu_seconds=1))
+
+
+def test_no_frames_are_invented_to_fill_a_gap_of_hours(tmp_path):
+    """Two frames an hour apart stay two frames (a cfr output would encode 90000 duplicates)."""
+    source = tmp_path / "gap.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1",
+                    "-frames:v", "2", "-vf", "setpts=N*3600/TB", "-fps_mode", "passthrough", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(source)], check=True)
+    video = tmp_path / "hls" / "6"
+    command = ffmpeg.rung_command(source, small_source_rendition(64), 25, False, demuxer="matroska")
+    with publish.staging_dir(video, "360p") as staged:
+        ffmpeg.run(command, LIMITS, cwd=staged)
+        segments = sorted(staged.glob("segment_*.ts"))
+        frames = [json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+             "stream=nb_read_frames", "-of", "json", str(segment)], capture_output=True, text=True, check=True,
+        ).stdout)["streams"][0]["nb_read_frames"] for segment in segments]
+    assert sum(map(int, frames)) == 2 and len(segments) <= 2

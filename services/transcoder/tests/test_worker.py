@@ -3,7 +3,6 @@ SIGTERM lets the current job finish. Real worker processes on real Redis (db 14,
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,42 +13,7 @@ from rq.job import JobStatus
 from services.transcoder.jobs import QUEUE
 from services.transcoder.worker import process_alive, worker_is_dead
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def start_worker(redis_url):
-    started = []
-
-    def start() -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
-        process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
-                                   start_new_session=True)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def wait_for(condition, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {condition}")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+from services.transcoder.tests.conftest import wait_for, work_horse
 
 
 def dead_pid() -> int:
@@ -88,9 +52,10 @@ def test_worker_is_dead(redis):
 def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(redis, start_worker):
     queue = Queue(QUEUE, connection=redis)
     first = start_worker()
-    job = queue.enqueue("time.sleep", 3, job_id="sleepy", retry=Retry(max=1))
+    # Long enough to outlast a second worker's start-up on a loaded machine: the kill must find it running.
+    job = queue.enqueue("time.sleep", 8, job_id="sleepy", retry=Retry(max=1))
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
-    horse = wait_for(lambda: children(first.pid))[0]
+    horse = wait_for(lambda: work_horse(first.pid))
     first_worker_name = job.worker_name
     second = start_worker()
     wait_for(lambda: len(Worker.all(connection=redis)) == 2)
@@ -99,7 +64,7 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     first.kill()
     first.wait()
     wait_for(lambda: not process_alive(horse), timeout=5)  # no orphan keeps working on the job
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
     job.refresh()
     assert job.retries_left == 0
     assert job.worker_name != first_worker_name
@@ -111,7 +76,7 @@ def test_killed_work_horse_fails_its_job_and_rq_retries_it(redis, start_worker):
     worker = start_worker()
     job = queue.enqueue("time.sleep", 1, job_id="horse-killed", retry=Retry(max=1))
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
-    os.kill(wait_for(lambda: children(worker.pid))[0], signal.SIGKILL)
+    os.kill(wait_for(lambda: work_horse(worker.pid)), signal.SIGKILL)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=20)
     job.refresh()
     assert job.retries_left == 0 and worker.poll() is None
@@ -125,3 +90,34 @@ def test_sigterm_lets_the_current_job_finish(redis, start_worker):
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_the_worker_runs_delayed_retries(redis, start_worker, tmp_path):
+    """rq's scheduler runs in the worker: a retry delayed by a backoff interval does run later."""
+    queue = Queue(QUEUE, connection=redis)
+    marker = tmp_path / "appears-after-the-first-attempt"
+    start_worker()
+    job = queue.enqueue("os.remove", str(marker), job_id="fails-once", retry=Retry(max=1, interval=2))
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED)
+    marker.write_text("")
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    assert not marker.exists()
+
+
+def test_a_killed_worker_does_not_hold_up_delayed_retries(redis, start_worker, tmp_path):
+    """The worker holding rq's scheduler lock is killed while a retry waits: a live worker frees the lock
+    and runs the scheduler, well before the lock's own minute-long expiry."""
+    queue = Queue(QUEUE, connection=redis)
+    first = start_worker()
+    lock = "rq:scheduler-lock:" + QUEUE
+    wait_for(lambda: redis.get(lock) == str(first.pid).encode())
+    second = start_worker()
+    wait_for(lambda: len(Worker.all(connection=redis)) == 2)
+    marker = tmp_path / "appears-after-the-first-attempt"
+    job = queue.enqueue("os.remove", str(marker), job_id="retried-later", retry=Retry(max=1, interval=5))
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED)
+    first.kill()
+    first.wait()
+    marker.write_text("")
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=40)
+    assert redis.get(lock) == str(second.pid).encode()

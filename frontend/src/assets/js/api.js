@@ -97,9 +97,21 @@ export function forgetSession() {
   localStorage.removeItem(LAST_REFRESH_KEY);
 }
 
-/** Only a path on this site is a safe place to come back to after logging in. */
+/**
+ * Only a page of this site is a safe place to come back to after logging in: `next` is resolved the way
+ * the browser will resolve it (tabs and newlines dropped, backslashes as slashes, dot segments...) and
+ * must stay on this origin; anything else (`//evil.example`, `/\t/evil.example`, `javascript:`...) goes
+ * home. The answer is absolute, so even a path like `//evil.example` left by dot segments stays here.
+ */
 export function safeNext(value) {
-  return typeof value === 'string' && /^\/(?![/\\])/.test(value) ? value : '/';
+  if (typeof value !== 'string' || value === '') return '/';
+  let target;
+  try {
+    target = new URL(value, location.origin);
+  } catch {
+    return '/';
+  }
+  return target.origin === location.origin ? target.href : '/';
 }
 
 export function goToLogin() {
