@@ -9,7 +9,7 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose
   $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml
 
 .PHONY: help install keys up down status logs test test-unit test-e2e test-faults bench admin clean top test-fresh \
-  compose-up compose-down compose-logs
+  compose-up compose-down compose-logs test-compose
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,6 +49,9 @@ test-faults: install ## fault tests (kill -9, Redis/PostgreSQL/SMTP outages, soa
 
 bench: install ## benchmarks with ratios into bench/results/ (one: make bench BENCH=segments)
 	@PYTHONPATH=. $(PY) -m bench.run $(BENCH)
+
+test-compose: ## build every image offline, run the compose stack with the e2e flows, restarts, 3 transcoders
+	@scripts/test-compose.sh
 
 compose-up: ## production: build and start the Docker Compose stack on :8000 (TRANSCODERS=n containers)
 	@$(COMPOSE) up -d --build --wait $(if $(TRANSCODERS),--scale transcoder=$(TRANSCODERS))

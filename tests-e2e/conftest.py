@@ -1,7 +1,8 @@
 """Fixtures for the end-to-end suite: it talks only to the gateway of the running test stack.
 
 `scripts/test.sh` starts the stack (`stack.py --profile test up`) before pytest runs; with TEST_SLOT=n
-the same suite runs against a second stack on other ports.
+the same suite runs against a second stack on other ports, and with E2E_STACK_ENV (scripts/test-compose.sh)
+against the Docker Compose stack.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import email
 import email.policy
 import importlib.util
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +36,9 @@ def _load_stack():
 
 STACK = _load_stack()  # scripts/stack.py: tests that restart a process use STACK.start()
 STACK_ENV = STACK.build_env("test")
+if os.environ.get("E2E_STACK_ENV"):
+    # `make test-compose`: the suite runs against the Docker Compose stack this file describes.
+    STACK_ENV.update(STACK.read_dotenv(Path(os.environ["E2E_STACK_ENV"])))
 GATEWAY = f"http://127.0.0.1:{STACK_ENV['GATEWAY_PORT']}"
 _source_addresses = itertools.count(2)
 

@@ -140,12 +140,17 @@ def dockerfile_instructions(path: Path) -> list[Instruction]:
 
 
 def dockerfile_stages(path: Path) -> list[Stage]:
+    """Stages with their base image as a release build sees it: `FROM ${ARG}` takes the ARG's default."""
     stages: list[Stage] = []
+    defaults: dict[str, str] = {}
     for instruction in dockerfile_instructions(path):
-        if instruction.keyword == "FROM":
+        if instruction.keyword == "ARG" and not stages:
+            name, _, default = instruction.arguments.partition("=")
+            defaults[name.strip()] = default.strip()
+        elif instruction.keyword == "FROM":
             words = instruction.arguments.split()
             name = words[2] if len(words) > 2 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name))
+            stages.append(Stage(interpolate(words[0], defaults), name))
         elif stages:
             stages[-1].instructions.append(instruction)
     return stages

@@ -456,6 +456,34 @@ def test_docker_compose_resolves_a_dotenv_made_from_the_template(tmp_path, templ
     assert resolved["auth"]["build"]["context"] == str(tmp_path)
 
 
+def test_the_offline_test_override_puts_every_service_on_its_own_loopback_port(tmp_path):
+    """`make test-compose`'s override (deploy/offline/docker-compose.test.yml): every container on the host
+    network, none publishing a port, every address on 127.0.0.1, each listener on its own port in
+    30000-30999. A service added to the compose file without its line in the override fails here."""
+    for name in ("docker-compose.yml", "postgres-init.sh", "offline/docker-compose.test.yml"):
+        (tmp_path / "deploy" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(compose_dir() / name, tmp_path / "deploy" / name)
+    result = subprocess.run([*compose_command(), "-f", "deploy/docker-compose.yml", "-f",
+                             "deploy/offline/docker-compose.test.yml", "config", "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)["services"]
+    for name, service in resolved.items():
+        assert service.get("network_mode") == "host", f"{name} is not on the host network"
+        assert not service.get("ports"), f"{name} publishes {service['ports']}"
+        for key, value in (service.get("environment") or {}).items():
+            if "://" in value:
+                host = urlsplit(value).hostname
+            elif key.endswith(("_UPSTREAM", "_HOST", "_ADDR")):
+                host = value.rsplit(":", 1)[0]
+            else:
+                continue
+            assert host == "127.0.0.1", f"{name}: {key}={value}"
+    listeners = [resolved[name]["environment"]["PORT"] for name in [*HTTP_SERVICES, "catalog-internal"]]
+    listeners += [resolved["gateway"]["environment"]["GATEWAY_PORT"], resolved["postgres"]["environment"]["PGPORT"]]
+    assert len(set(listeners)) == len(listeners) and all(30000 <= int(port) < 31000 for port in listeners)
+
+
 def test_transcoders_report_to_a_catalog_process_of_their_own(services):
     internal = services["catalog-internal"]
     assert internal["image"] == services["catalog"]["image"]

@@ -13,6 +13,7 @@ from deploy.tests.compose_files import (
     context_files,
     copies,
     destination,
+    dockerfile_instructions,
     dockerfile_stages,
     dockerignore_rules,
     ignored,
@@ -99,6 +100,18 @@ def test_no_key_or_local_state_is_baked_into_an_image(dockerfile):
             for source in copy.sources:
                 assert not source.startswith(("var", ".env")), source
                 assert not source.endswith((".pem", "service_token")), source
+
+
+OFFICIAL_BASES = {"python:3.11-slim", "node:22-bookworm-slim", "nginx:1.28-alpine"}
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES), ids=dockerfile_id)
+def test_base_images_are_build_arguments_defaulting_to_the_official_tags(dockerfile):
+    """Releases build on the public images; `make test-compose` passes its offline stand-ins instead."""
+    froms = [i for i in dockerfile_instructions(dockerfile) if i.keyword == "FROM"]
+    for instruction, stage in zip(froms, dockerfile_stages(dockerfile)):
+        assert instruction.arguments.startswith("${"), f"FROM {instruction.arguments}: not a build argument"
+        assert stage.base in OFFICIAL_BASES, f"FROM {instruction.arguments} defaults to {stage.base}"
 
 
 @pytest.mark.parametrize("name", PYTHON_SERVICES)

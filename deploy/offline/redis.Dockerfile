@@ -1,0 +1,12 @@
+# Stands in for redis:7.4-alpine (`make test-compose`): Debian bookworm's Redis 7.0, run by its own
+# unprivileged user with /data as the working directory (where the append-only file goes).
+ARG BASE_IMAGE=videoflix-offline/debian:bookworm
+FROM ${BASE_IMAGE}
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /data && chown redis:redis /data
+WORKDIR /data
+USER redis
+CMD ["redis-server"]
