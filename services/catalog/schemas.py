@@ -52,6 +52,22 @@ class UploadSchema(ma.Schema):
         return {key: value.strip() if isinstance(value, str) else value for key, value in data.items()}
 
 
+class TusMetadataSchema(ma.Schema):
+    """Upload-Metadata of a resumable upload: the upload form's fields, and the file's name."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    filename = fields.String(required=True, validate=NotBlank(255))
+    title = fields.String(required=True, validate=NotBlank(200))
+    description = fields.String(required=True, validate=NotBlank(5000))
+    category = fields.String(required=True, validate=NotBlank(100))
+
+    @ma.post_load
+    def strip(self, data, **kwargs):
+        return {key: value.strip() for key, value in data.items()}
+
+
 class PageSchema(ma.Schema):
     limit = fields.Integer(validate=validate.Range(min=1, max=1000),
                            metadata={"description": "Page size; without it the whole list is returned."})
