@@ -45,8 +45,9 @@ PROFILES = {
         "TRANSCODER_WORKERS": "2",
         # Each e2e test sends from its own 127.0.0.x: up to 20 account requests in a row, then 1 per 2 s.
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
-        # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
-        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        # Room for the 200 MiB resumable upload, small enough that the e2e suite can cross it (the
+        # gateway renders its limit from it too).
+        "MAX_UPLOAD_BYTES": str(256 * 1024 * 1024),
         # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
         "GATEWAY_TOKEN_RECHECK_SECONDS": "3",
     },

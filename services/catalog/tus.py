@@ -255,6 +255,10 @@ def append_body(upload: TusUpload, data) -> None:
                                 "of the upload.")
         data.write(chunk)
         remaining -= len(chunk)
+    received = upload.length - remaining - upload.offset
+    # gunicorn ends a cut body early without an error (wsgi.input_terminated): count what came.
+    if request.content_length is not None and received < request.content_length:
+        disconnected = True
     data.flush()
     os.fsync(data.fileno())
     upload.offset = upload.length - remaining
