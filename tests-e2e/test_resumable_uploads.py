@@ -106,7 +106,7 @@ def test_a_200_mib_upload_cut_halfway_resumes_with_identical_bytes(logged_in_cli
     original = Path(stack_env["MEDIA_DIR"]) / "originals" / str(video_id) / "big.bin"
     assert original.stat().st_size == BIG
     assert sha256(original) == sha256(big_file)
-    assert not (Path(stack_env["MEDIA_DIR"]) / "uploads" / "tus" / path.strip("/").rsplit("/", 1)[1]).exists()
+    assert not (Path(stack_env["MEDIA_DIR"]) / "resumable" / path.strip("/").rsplit("/", 1)[1]).exists()
     assert client.delete(f"video/{video_id}/").status_code == 204
 
 

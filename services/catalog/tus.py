@@ -2,7 +2,7 @@
 
 No maintained tus server fits Flask (flask-tus and tusfilter date from 2015-16, tuspyserver is for
 FastAPI), so the protocol is here: https://tus.io/protocols/resumable-upload. An upload's bytes are
-appended to MEDIA_DIR/uploads/tus/<id> in chunks (memory stays flat); its row holds the offset reached,
+appended to MEDIA_DIR/resumable/<id> in chunks (memory stays flat); its row holds the offset reached,
 so a PATCH cut by a dropped connection keeps what arrived and the client resumes from there. Once
 complete it becomes a video exactly as POST /api/video/upload/ makes one (`X-Video-Id` says which).
 Uploads belong to their creator (anyone else gets 404), count against UPLOAD_QUOTA_BYTES until complete,
@@ -36,7 +36,7 @@ from . import queue
 from .access import login_and_csrf_required
 from .models import TusUpload, Video, db, utcnow
 from .schemas import TusMetadataSchema
-from .storage import UPLOADS_DIR, media_dir, original_relative_path, remove_video_files
+from .storage import media_dir, original_relative_path, remove_video_files
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,12 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 CHUNK_BYTES = 1024 * 1024
-TUS_DIR = "tus"
+# Beside uploads/ (whose parts the reconciler ages out by mtime): a paused upload may rest for hours.
+TUS_DIR = "resumable"
 
 
 def tus_dir() -> Path:
-    return media_dir() / UPLOADS_DIR / TUS_DIR
+    return media_dir() / TUS_DIR
 
 
 def data_path(upload_id: str) -> Path:

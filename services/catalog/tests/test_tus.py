@@ -166,7 +166,7 @@ def test_size_limit_and_quota(make_app, login, settings):
 def test_termination_deletes_the_bytes(client, login, settings):
     url = create(login(client, 1), 100).headers["Location"]
     patch(client, url, 0, b"x" * 50)
-    data = settings.media_dir / "uploads" / "tus" / url.strip("/").rsplit("/", 1)[1]
+    data = settings.media_dir / "resumable" / url.strip("/").rsplit("/", 1)[1]
     assert data.stat().st_size == 50
     assert client.delete(url, headers=TUS).status_code == 204
     assert not data.exists()
@@ -187,7 +187,7 @@ def test_expired_uploads_are_refused_then_deleted_by_the_reconciler(app, client,
     assert patch(client, expired_url, 10, b"y").status_code == 404
     result = app.test_cli_runner().invoke(args=["reconcile"])
     assert result.exit_code == 0, result.output
-    tus_dir = settings.media_dir / "uploads" / "tus"
+    tus_dir = settings.media_dir / "resumable"
     assert sorted(path.name for path in tus_dir.iterdir()) == [live_id]
     with app.app_context():
         assert db.session.scalars(sa.select(TusUpload.id)).all() == [live_id]
