@@ -77,6 +77,23 @@ def send_then_drop(gateway_url: str, url: str, client, path: Path, sent: int) ->
             sent -= len(block)
 
 
+# A catalog worker's peak resident memory after receiving the 200 MiB: far below the upload's size, as
+# the body streams to disk in 1 MiB chunks (a buffered half alone would pass this).
+WORKER_PEAK_RSS_LIMIT = 140 * 1024 * 1024
+
+
+def catalog_worker_peaks(stack_env) -> list[int]:
+    """VmHWM (peak RSS) in bytes of every gunicorn worker of the test stack's catalog."""
+    master = int((Path(stack_env["VAR_DIR"]) / "run" / "catalog.pid").read_text())
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    peaks = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) * 1024)
+    return peaks
+
+
 def wait_for_offset(client, url: str) -> int:
     """The catalog commits what arrived once it sees the connection end."""
     deadline = time.monotonic() + 120
@@ -106,6 +123,8 @@ def test_a_200_mib_upload_cut_halfway_resumes_with_identical_bytes(logged_in_cli
     original = Path(stack_env["MEDIA_DIR"]) / "originals" / str(video_id) / "big.bin"
     assert original.stat().st_size == BIG
     assert sha256(original) == sha256(big_file)
+    peaks = catalog_worker_peaks(stack_env)
+    assert peaks and max(peaks) < WORKER_PEAK_RSS_LIMIT, peaks
     assert not (Path(stack_env["MEDIA_DIR"]) / "resumable" / path.strip("/").rsplit("/", 1)[1]).exists()
     assert client.delete(f"video/{video_id}/").status_code == 204
 
