@@ -1,6 +1,6 @@
 """`make bench [BENCH=name ...]`: start a private stack, run the benchmarks, print tables, write JSON.
 
-    python -m bench.run                  # all, in this order: transcode segments jwt upload catalog
+    python -m bench.run                  # all, in this order: transcode segments jwt upload catalog search
     python -m bench.run segments jwt     # only these
 
 The stack runs on TEST_SLOT (default 7: gateway on port 27000), from a fresh state, and is stopped at
@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import catalog_list, jwt_check, segments, transcode, upload
+from . import catalog_list, catalog_search, jwt_check, segments, transcode, upload
 from .harness import Stack, make_clip, register_and_login, wait_for_ladder
 from .harness import upload as upload_clip
 
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "jwt": jwt_check.run,
     "upload": upload.run,
     "catalog": catalog_list.run,
+    "search": catalog_search.run,
 }
 DEFAULT_SLOT = 7
 PRODUCTION_UPLOAD_LIMIT = 2 * 1024**3

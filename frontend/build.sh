@@ -31,6 +31,9 @@ cp -r src/assets/. "$assets/"
 # .js, not .mjs: nginx's mime.types maps only .js to JavaScript, and modules need that type.
 cp node_modules/hls.js/dist/hls.min.mjs "$assets/js/vendor/hls.js"
 cp node_modules/hls.js/LICENSE "$assets/js/vendor/hls.LICENSE.txt"
+# tus-js-client's browser bundle (UMD, a classic script defining window.tus) for resumable uploads.
+cp node_modules/tus-js-client/dist/tus.min.js "$assets/js/vendor/tus.js"
+cp node_modules/tus-js-client/LICENSE "$assets/js/vendor/tus.LICENSE.txt"
 # HTML pages name their assets as __ASSETS__/...; give them the versioned path.
 (cd src && find . -name '*.html' -print0) | while IFS= read -r -d '' page; do
   mkdir -p "$staging/$(dirname "$page")"

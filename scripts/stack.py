@@ -54,8 +54,9 @@ PROFILES = {
         "GATEWAY_AUTH_RATE": "30r/m", "GATEWAY_AUTH_BURST": "20",
         # A TLS proxy in front of the gateway, as the e2e suite plays it (clients send from .2 to .251).
         "TRUSTED_PROXIES": "127.0.0.252",
-        # Small enough that the e2e suite can cross it (the gateway renders its limit from it too).
-        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        # Room for the 200 MiB resumable upload, small enough that the e2e suite can cross it (the
+        # gateway renders its limit from it too).
+        "MAX_UPLOAD_BYTES": str(256 * 1024 * 1024),
         # A logged-out token stops opening videos within seconds, so the e2e suite can wait for it.
         "GATEWAY_TOKEN_RECHECK_SECONDS": "3",
         # The first admin, as ADMIN_EMAIL/ADMIN_PASSWORD in .env make one for `make up`; the tests log in as it.

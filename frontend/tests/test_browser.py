@@ -251,7 +251,7 @@ def test_forms_show_errors_next_to_their_fields(page: Page, shoot, new_email):
 
 
 PAGES = [
-    "/", "/pages/upload.html", "/pages/watch.html?id=1", "/pages/auth/signup.html",
+    "/", "/pages/upload.html", "/pages/mine.html", "/pages/watch.html?id=1", "/pages/auth/signup.html",
     "/pages/auth/check_mail.html", "/pages/auth/activate.html", "/pages/auth/login.html",
     "/pages/auth/logout.html", "/pages/auth/forgot_password.html", "/pages/auth/confirm_password.html",
 ]

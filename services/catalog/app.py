@@ -14,7 +14,7 @@ from videoflix_shared.database import init_database
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
-from . import internal, queue, uploads, videos
+from . import internal, library, queue, tus, uploads, videos
 from .admin import init_admin_site
 from .cli import reconcile_command
 from .models import db
@@ -41,7 +41,7 @@ def create_app(config: dict | None = None) -> Flask:
         "redis": lambda: app.extensions["redis"].ping(),
     })
     configure_jwt(app, settings)
-    for blueprint in (videos.blp, uploads.blp, internal.blp):
+    for blueprint in (videos.blp, library.blp, uploads.blp, tus.blp, internal.blp):
         api.register_blueprint(blueprint)
     app.teardown_request(discard_spools)
     app.cli.add_command(reconcile_command)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import queue
 from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Video, db, utcnow
 from .storage import remove_stale_spools
+from .tus import remove_expired_uploads
 
 STALE_SPOOL_AGE = timedelta(hours=1)
 MAX_ATTEMPTS = 5
@@ -74,7 +75,7 @@ def reconcile_once(quiet_for: timedelta, max_attempts: int = MAX_ATTEMPTS) -> li
 @with_appcontext
 def reconcile_command(every: float | None, quiet_for: float, max_attempts: int) -> None:
     """Enqueue uploaded videos, re-enqueue videos whose transcoding jobs were lost, and delete
-    abandoned upload parts."""
+    abandoned upload parts and expired resumable uploads."""
     if every is not None:
         log.info("reconciling every %ss", every)
     while True:
@@ -84,6 +85,8 @@ def reconcile_command(every: float | None, quiet_for: float, max_attempts: int) 
                 log.info("re-enqueued videos %s", enqueued, extra={"fields": {"video_ids": enqueued}})
             if removed := remove_stale_spools(STALE_SPOOL_AGE):
                 log.info("removed %s abandoned upload parts", removed)
+            if expired := remove_expired_uploads():
+                log.info("removed %s expired resumable uploads", expired)
         except (RedisError, SQLAlchemyError) as error:
             if every is None:
                 raise click.ClickException(str(error))

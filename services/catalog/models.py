@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 db = SQLAlchemy()
@@ -14,6 +15,10 @@ VIDEO_STATUSES = (UPLOADED, QUEUED, PROCESSING, READY, FAILED)
 PENDING = "pending"
 RENDITION_STATES = (PENDING, READY, FAILED)
 RUNGS = ("360p", "480p", "720p", "1080p")
+# 'simple': no language-specific stemming, titles come in every language.
+SEARCH_CONFIG = "simple"
+SEARCH_VECTOR_SQL = (f"setweight(to_tsvector('{SEARCH_CONFIG}', coalesce(title, '')), 'A') || "
+                     f"setweight(to_tsvector('{SEARCH_CONFIG}', coalesce(description, '')), 'B')")
 
 
 def utcnow() -> datetime:
@@ -30,6 +35,10 @@ class Video(db.Model):
                  postgresql_where=sa.text("status = 'ready'")),
         # The reconciler's scan for videos with work left.
         sa.Index("ix_videos_status_updated_at", "status", "updated_at"),
+        # Full-text search over title and description (GET /api/video/?q=...).
+        sa.Index("ix_videos_search_vector", "search_vector", postgresql_using="gin"),
+        # "My videos": one owner's, newest first.
+        sa.Index("ix_videos_owner_newest", "owner_id", sa.text("created_at DESC"), sa.text("id DESC")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,6 +58,9 @@ class Video(db.Model):
     original_filename: Mapped[str] = mapped_column(sa.String(255))
     original_path: Mapped[str | None] = mapped_column(sa.String(400))
     thumbnail_path: Mapped[str | None] = mapped_column(sa.String(400))
+    # Kept by PostgreSQL itself: title weighs more than description.
+    search_vector: Mapped[str] = mapped_column(TSVECTOR, sa.Computed(SEARCH_VECTOR_SQL, persisted=True),
+                                               deferred=True)
 
     renditions: Mapped[list["Rendition"]] = relationship(
         back_populates="video", cascade="all, delete-orphan", passive_deletes=True,
@@ -103,3 +115,23 @@ class Rendition(db.Model):
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
 
     video: Mapped[Video] = relationship(back_populates="renditions")
+
+
+class TusUpload(db.Model):
+    """A resumable (tus) upload in progress: its bytes so far are MEDIA_DIR/uploads/tus/<id>."""
+
+    __tablename__ = "tus_uploads"
+    __table_args__ = (sa.CheckConstraint('"offset" BETWEEN 0 AND length', name="offset_within_length"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    length: Mapped[int] = mapped_column(sa.BigInteger)
+    offset: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text)
+    category: Mapped[str] = mapped_column(sa.String(100))
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    # Set once complete: the video it became.
+    video_id: Mapped[int | None] = mapped_column(sa.ForeignKey("videos.id", ondelete="SET NULL"))

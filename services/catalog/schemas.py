@@ -52,11 +52,72 @@ class UploadSchema(ma.Schema):
         return {key: value.strip() if isinstance(value, str) else value for key, value in data.items()}
 
 
+class TusMetadataSchema(ma.Schema):
+    """Upload-Metadata of a resumable upload: the upload form's fields, and the file's name."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    filename = fields.String(required=True, validate=NotBlank(255))
+    title = fields.String(required=True, validate=NotBlank(200))
+    description = fields.String(required=True, validate=NotBlank(5000))
+    category = fields.String(required=True, validate=NotBlank(100))
+
+    @ma.post_load
+    def strip(self, data, **kwargs):
+        return {key: value.strip() for key, value in data.items()}
+
+
 class PageSchema(ma.Schema):
     limit = fields.Integer(validate=validate.Range(min=1, max=1000),
                            metadata={"description": "Page size; without it the whole list is returned."})
     # PostgreSQL's OFFSET is a bigint: a larger one is a bad request, not a database error.
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**63 - 1))
+
+
+class VideoSearchSchema(PageSchema):
+    q = fields.String(validate=NotBlank(200),
+                      metadata={"description": "Words to find in title or description (web search syntax: "
+                                               "\"a phrase\", or, -word)."})
+    category = fields.String(validate=NotBlank(100), metadata={"description": "Only this category."})
+
+
+class MyVideosPageSchema(PageSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+
+
+class VideoUpdateSchema(ma.Schema):
+    """The fields an owner may change, validated as at upload; at least one."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    title = fields.String(validate=NotBlank(200))
+    description = fields.String(validate=NotBlank(5000))
+    category = fields.String(validate=NotBlank(100))
+
+    @ma.validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ma.ValidationError("Send at least one of title, description, category.")
+
+    @ma.post_load
+    def strip(self, data, **kwargs):
+        return {key: value.strip() for key, value in data.items()}
+
+
+class ImageUploadSchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+    @ma.validates("file")
+    def validate_file(self, value, **kwargs):
+        if not isinstance(value, FileStorage) or not value.filename:
+            raise ma.ValidationError("Upload a JPEG or PNG image.")
+        if value.stream.size == 0:
+            raise ma.ValidationError("The submitted file is empty.")
 
 
 class VideoListItemSchema(ma.Schema):

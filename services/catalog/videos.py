@@ -10,7 +10,8 @@ from . import queue
 from .access import can_manage, login_and_csrf_required, visible_video
 from videoflix_shared.blueprint import Blueprint
 from .models import READY, Video, db
-from .schemas import PageSchema, VideoListItemSchema, VideoSchema, thumbnail_url
+from .library import search_videos
+from .schemas import VideoListItemSchema, VideoSchema, VideoSearchSchema, thumbnail_url
 from .storage import remove_video_files
 
 blp = Blueprint("videos", __name__, url_prefix="/api/video", description="Browse, inspect and delete videos.")
@@ -19,20 +20,19 @@ blp = Blueprint("videos", __name__, url_prefix="/api/video", description="Browse
 @blp.route("/")
 class Videos(MethodView):
     @jwt_required()
-    @blp.arguments(PageSchema, location="query")
+    @blp.arguments(VideoSearchSchema, location="query")
     @blp.response(200, VideoListItemSchema(many=True))
     @blp.alt_response(401, description="Not logged in.")
     def get(self, page):
         """Videos ready to play, newest first
 
-        The whole list by default; `limit` and `offset` page through it.
+        The whole list by default; `limit` and `offset` page through it. `q` searches title and
+        description (best matches first), `category` filters.
         """
-        query = (
+        query = search_videos(
             sa.select(Video.id, Video.created_at, Video.title, Video.description, Video.category)
-            .where(Video.status == READY)
-            .order_by(Video.created_at.desc(), Video.id.desc())
-            .offset(page["offset"])
-        )
+            .where(Video.status == READY), page,
+        ).offset(page["offset"])
         if "limit" in page:
             query = query.limit(page["limit"])
         return [

@@ -41,6 +41,8 @@ class Settings:
     reset_token_hours: int
     cookie_secure: bool
     max_upload_bytes: int
+    upload_quota_bytes: int
+    upload_expiry_hours: int
     service_token_file: Path
     catalog_url: str
     transcoder_workers: int
@@ -83,6 +85,8 @@ class Settings:
             reset_token_hours=int(get("RESET_TOKEN_HOURS", "1")),
             cookie_secure=_bool(get("COOKIE_SECURE", "false")),
             max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(2 * 1024**3))),
+            upload_quota_bytes=int(get("UPLOAD_QUOTA_BYTES", str(4 * 1024**3))),
+            upload_expiry_hours=int(get("UPLOAD_EXPIRY_HOURS", "24")),
             service_token_file=Path(get("SERVICE_TOKEN_FILE", keys_dir / "service_token")),
             catalog_url=get("CATALOG_URL", "http://127.0.0.1:5004").rstrip("/"),
             transcoder_workers=int(get("TRANSCODER_WORKERS", "2")),

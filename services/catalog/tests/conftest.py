@@ -157,7 +157,8 @@ def make_video(app):
         from services.catalog.models import Rendition, Video
 
         with app.app_context():
-            video = Video(title=columns.pop("title", "Title"), description="Description", category="Drama",
+            video = Video(title=columns.pop("title", "Title"), description=columns.pop("description", "Description"),
+                          category=columns.pop("category", "Drama"),
                           owner_id=owner_id, status=status, original_filename="clip.mp4", **columns)
             for rung, state in (rungs or {}).items():
                 height = int(rung[:-1])

@@ -1,8 +1,8 @@
-// The list endpoint shows only ready videos, so the ids of this browser's own uploads are kept in
-// localStorage and their detail (status, progress, renditions) is polled until transcoding is done.
+// A video's transcoding state in words, and polling its detail until transcoding is done. The ids of
+// this browser's own uploads are kept in localStorage only to offer "Delete" on the watch page; the
+// list of one's videos comes from GET /api/video/mine/ (the My videos page), on every device.
 import { ApiError, call } from './api.js';
 
-const KEY = 'videoflix.myUploads';
 const OWN_KEY = 'videoflix.myVideos';
 const POLL_MS = 2000;
 
@@ -14,37 +14,29 @@ const STATUS_TEXT = {
   failed: 'Transcoding failed',
 };
 
-function readIds(key) {
+function readIds() {
   try {
-    const ids = JSON.parse(localStorage.getItem(key) || '[]');
+    const ids = JSON.parse(localStorage.getItem(OWN_KEY) || '[]');
     return Array.isArray(ids) ? ids.map(String) : [];
   } catch {
     return [];
   }
 }
 
-function writeIds(key, ids) {
-  localStorage.setItem(key, JSON.stringify([...new Set(ids)]));
+function writeIds(ids) {
+  localStorage.setItem(OWN_KEY, JSON.stringify([...new Set(ids)]));
 }
 
-/** Remembers an upload: polled until transcoded (pending) and offered for deletion (own). */
 export function rememberUpload(id) {
-  writeIds(KEY, [...readIds(KEY), String(id)]);
-  writeIds(OWN_KEY, [...readIds(OWN_KEY), String(id)]);
+  writeIds([...readIds(), String(id)]);
 }
 
-/** Stops polling the video; `deleted` also drops it from this browser's own videos. */
-export function forgetUpload(id, { deleted = false } = {}) {
-  writeIds(KEY, readIds(KEY).filter((known) => known !== String(id)));
-  if (deleted) writeIds(OWN_KEY, readIds(OWN_KEY).filter((known) => known !== String(id)));
-}
-
-export function pendingUploads() {
-  return readIds(KEY);
+export function forgetUpload(id) {
+  writeIds(readIds().filter((known) => known !== String(id)));
 }
 
 export function isOwnUpload(id) {
-  return readIds(OWN_KEY).includes(String(id));
+  return readIds().includes(String(id));
 }
 
 /** Rung names of the renditions that can be played now. */

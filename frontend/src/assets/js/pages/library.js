@@ -1,12 +1,9 @@
 import { call } from '../api.js';
-import { el, initAppPage, setStatus } from '../ui.js';
-import { describe, forgetUpload, isFinished, pendingUploads, percent, watchUpload } from '../uploads.js';
+import { el, initAppPage, params, setStatus } from '../ui.js';
 
 const NEWEST_COUNT = 12;
 const rows = document.getElementById('rows');
 const status = document.getElementById('library-status');
-const uploadsSection = document.getElementById('my-uploads');
-const uploadsList = document.getElementById('my-uploads-list');
 
 function watchUrl(video) {
   return `/pages/watch.html?id=${encodeURIComponent(video.id)}`;
@@ -60,62 +57,49 @@ async function loadLibrary() {
   status.classList.add('visually-hidden');
   rows.append(row('Newest', videos.slice(0, NEWEST_COUNT), 0));
   groups.forEach(([category, list], index) => rows.append(row(category, list, index + 1)));
+  offerCategories(videos);
 }
 
-function removeItem(item, id) {
-  forgetUpload(id);
-  item.remove();
-  uploadsSection.hidden = uploadsList.children.length === 0;
+async function offerCategories(videos) {
+  const select = document.getElementById('search-category');
+  const names = [...new Set(videos.map((video) => video.category))].sort();
+  select.replaceChildren(el('option', { value: '' }, 'All'), ...names.map((name) => el('option', { value: name }, name)));
+  select.value = params().get('category') ?? '';
+  document.getElementById('search-q').value = params().get('q') ?? '';
 }
 
-async function deleteVideo(item, id) {
+/** GET /api/video/?q=...&category=...: the best matches first, shown as one row. */
+async function search(q, category) {
+  const query = new URLSearchParams({ limit: '100' });
+  if (q) query.set('q', q);
+  if (category) query.set('category', category);
+  let videos;
   try {
-    await call('DELETE', `video/${encodeURIComponent(id)}/`);
-    forgetUpload(id, { deleted: true });
-    removeItem(item, id);
+    videos = await call('GET', `video/?${query}`);
   } catch (error) {
-    item.querySelector('.upload-text').textContent = error.message;
+    setStatus(status, error.message, 'error');
+    return;
   }
+  status.classList.remove('visually-hidden');
+  setStatus(status, videos.length ? `${videos.length} found.` : 'Nothing matches your search.');
+  rows.replaceChildren(...(videos.length ? [row(q ? `Results for “${q}”` : category, videos, 'search')] : []));
 }
 
-function uploadItem(id) {
-  return el('li', { class: 'upload-item', 'data-video-id': id },
-    el('span', { class: 'title' }, 'Checking…'),
-    el('progress', { max: 100, value: 0, 'aria-label': 'Transcoding progress' }),
-    el('p', { class: 'upload-text hint', 'aria-live': 'polite' }),
-    el('div', { class: 'actions' }));
-}
-
-function showUpload(item, id, video, wasReady) {
-  item.querySelector('.title').textContent = video.title;
-  item.querySelector('progress').value = percent(video);
-  item.querySelector('.upload-text').textContent = describe(video);
-  const actions = item.querySelector('.actions');
-  if (video.status === 'ready' && !actions.querySelector('a')) {
-    actions.append(el('a', { class: 'button', href: watchUrl(video) }, 'Watch now'));
-  }
-  if (video.status === 'failed' && !actions.querySelector('button')) {
-    actions.append(
-      el('button', { class: 'button secondary', type: 'button', onclick: () => deleteVideo(item, id) }, 'Delete it'),
-      el('button', { class: 'button secondary', type: 'button', onclick: () => removeItem(item, id) }, 'Dismiss'));
-  }
-  if (video.status === 'ready' && wasReady === false) loadLibrary();
-  if (video.status === 'ready' && isFinished(video)) forgetUpload(id);
-}
-
-function trackOwnUploads() {
-  for (const id of pendingUploads()) {
-    const item = uploadItem(id);
-    uploadsList.append(item);
-    uploadsSection.hidden = false;
-    let wasReady = null; // unknown until the first answer: a video ready from the start needs no reload
-    watchUpload(id, (video) => {
-      showUpload(item, id, video, wasReady);
-      wasReady = video.status === 'ready';
-    }, () => removeItem(item, id));
-  }
-}
+document.getElementById('search-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const q = event.target.elements.q.value.trim();
+  const category = event.target.elements.category.value;
+  const query = new URLSearchParams();
+  if (q) query.set('q', q);
+  if (category) query.set('category', category);
+  history.replaceState(null, '', query.size ? `/?${query}` : '/');
+  if (q || category) search(q, category);
+  else loadLibrary();
+});
 
 initAppPage();
-trackOwnUploads();
-loadLibrary();
+loadLibrary().then(() => {
+  const q = params().get('q')?.trim();
+  const category = params().get('category');
+  if (q || category) search(q, category);
+});

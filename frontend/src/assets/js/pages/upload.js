@@ -1,4 +1,5 @@
-import { call, uploadForm } from '../api.js';
+import { call } from '../api.js';
+import { resumableUpload } from '../resumable.js';
 import { el, initAppPage, setStatus } from '../ui.js';
 import { describe, percent, rememberUpload, watchUpload } from '../uploads.js';
 
@@ -103,12 +104,16 @@ function finishUpload(video) {
 
 async function startUpload() {
   const file = fileInput.files[0];
-  const body = new FormData(form);
+  const fields = Object.fromEntries(['title', 'description', 'category'].map(
+    (name) => [name, form.elements[name].value.trim()]));
   form.hidden = true;
   progress.hidden = false;
   document.getElementById('progress-name').textContent = file.name;
   document.getElementById('progress-title').focus();
-  const upload = uploadForm('video/upload/', body, showUploadProgress);
+  const upload = resumableUpload(file, fields, {
+    onProgress: showUploadProgress,
+    onResume: () => setStatus(progressStatus, 'Continuing your earlier upload of this file.'),
+  });
   cancelButton.onclick = () => upload.abort();
   try {
     finishUpload(await upload.result);

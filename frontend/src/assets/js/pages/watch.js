@@ -75,7 +75,7 @@ function offerDelete(details) {
     if (!confirm(`Delete “${details.title}” for good?`)) return;
     try {
       await call('DELETE', `video/${encodeURIComponent(id)}/`);
-      forgetUpload(id, { deleted: true });
+      forgetUpload(id);
       location.assign('/');
     } catch (error) {
       setStatus(playerStatus, error.message, 'error');
