@@ -39,11 +39,10 @@ def videos_needing_work(quiet_for: timedelta) -> list[Video]:
     return list(db.session.scalars(query))
 
 
-def give_up(video: Video, attempts: int) -> None:
-    video.mark_failed(f"Processing did not finish after {attempts} restarts; it was given up.")
+def give_up(video: Video, reason: str) -> None:
+    video.mark_failed(reason)
     db.session.commit()
-    log.warning("gave up on video %s after %s restarts", video.id, attempts,
-                extra={"fields": {"video_id": video.id, "attempts": attempts}})
+    log.warning("gave up on video %s: %s", video.id, reason, extra={"fields": {"video_id": video.id}})
 
 
 def reconcile_once(quiet_for: timedelta, max_attempts: int = MAX_ATTEMPTS) -> list[int]:
@@ -57,8 +56,10 @@ def reconcile_once(quiet_for: timedelta, max_attempts: int = MAX_ATTEMPTS) -> li
         if video.id in live:
             continue
         attempts = queue.reenqueue_attempts(video.id)
-        if attempts >= max_attempts:
-            give_up(video, attempts)
+        if not video.original_path:  # nothing to transcode from: enqueueing it again cannot help
+            give_up(video, "The original file is missing; please upload the video again.")
+        elif attempts >= max_attempts:
+            give_up(video, f"Processing did not finish after {attempts} restarts; it was given up.")
         elif queue.enqueue_video(video):
             queue.count_reenqueue(video.id)
             enqueued.append(video.id)

@@ -130,6 +130,22 @@ def test_a_video_whose_jobs_keep_getting_lost_is_given_up(app, make_video, redis
     assert queued_ids(redis) == [], "a failed video stays given up"
 
 
+def test_a_video_without_an_original_is_given_up_and_the_others_still_enqueued(app, make_video, redis):
+    orphan = make_video(status="uploaded")
+    with app.app_context():
+        db.session.get(Video, orphan).original_path = None  # a row whose upload never landed
+        db.session.commit()
+    waiting = make_video(status="uploaded")
+    for video_id in (orphan, waiting):
+        make_quiet(app, video_id)
+    assert reconcile(app, "--quiet-for", "5").exit_code == 0
+    assert queued_ids(redis) == [f"prepare-video-{waiting}"]
+    with app.app_context():
+        failed = db.session.get(Video, orphan)
+        assert (failed.status, failed.failure_reason) == (
+            "failed", "The original file is missing; please upload the video again.")
+
+
 def test_prepare_is_retried_later_not_at_once(app, make_video, redis):
     video_id = make_video(status="uploaded")
     make_quiet(app, video_id)
