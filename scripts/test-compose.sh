@@ -137,7 +137,7 @@ done
 
 step "docker compose up --wait"
 $SUDO rm -rf "$STATE"
-mkdir -p "$STATE/keys" "$STATE/media" "$STATE/mail/cur" "$STATE/mail/new" "$STATE/mail/tmp"
+mkdir -p "$STATE/keys" "$STATE/media" "$STATE/mail"
 # The bind-mounted directories belong to the images' user (uid 10001), as a fresh named volume would.
 $SUDO chown -R 10001:10001 "$STATE/keys" "$STATE/media" "$STATE/mail"
 compose up --detach --wait --no-build
