@@ -256,3 +256,12 @@ def logged_in_client(client, mail) -> ApiClient:
     client.email = register_and_activate(client, mail)
     login(client, client.email)
     return client
+
+
+def wait_in_page(page, expression: str, arg=None, timeout: float = 15) -> None:
+    """page.wait_for_function, which runs its string through eval() in the page, where the app's CSP
+    (no 'unsafe-eval') forbids it; page.evaluate is not affected."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {expression}"
+        page.wait_for_timeout(100)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import STACK
+
 AUTH_PROCESSES = {"auth", "pruner"}
 PRIVATE_KEY = "jwt_private.pem"
 
 
 def running(stack_env) -> dict[str, int]:
-    run = Path(stack_env["VAR_DIR"]) / "run"
-    return {path.stem: int(path.read_text()) for path in run.glob("*.pid")}
+    """Each program supervisord runs for the test stack, by name: its pid."""
+    pids = {process.name: STACK.running_pid(stack_env, process.name) for process in STACK.processes(stack_env)}
+    return {name: pid for name, pid in pids.items() if pid}
 
 
 def environment(pid: int) -> dict[str, str]:

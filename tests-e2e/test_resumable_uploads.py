@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import ROOT, generate_clip, login, register_and_activate
+from conftest import ROOT, STACK, generate_clip, login, register_and_activate
 from test_videos import wait_until_ready
 
 # Pass copies: ApiClient adds X-CSRFToken to the headers dict it is given.
@@ -84,7 +84,8 @@ WORKER_PEAK_RSS_LIMIT = 140 * 1024 * 1024
 
 def catalog_worker_peaks(stack_env) -> list[int]:
     """VmHWM (peak RSS) in bytes of every gunicorn worker of the test stack's catalog."""
-    master = int((Path(stack_env["VAR_DIR"]) / "run" / "catalog.pid").read_text())
+    master = STACK.running_pid(stack_env, "catalog")
+    assert master, "the test stack's catalog is not running"
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     peaks = []
     for pid in children:

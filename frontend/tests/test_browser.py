@@ -11,6 +11,8 @@ from urllib.parse import quote
 import requests
 from playwright.sync_api import Page, expect
 
+from videoflix_e2e import wait_in_page as wait_for  # tests-e2e/conftest.py, loaded by frontend/tests/conftest.py
+
 PASSWORD = "Corr3ct-Horse-Battery!"  # the e2e suite's STRONG_PASSWORD, which `activated_user` has
 TRANSCODE_TIMEOUT = 180
 
@@ -25,15 +27,6 @@ def sign_up(page: Page, shoot, address: str) -> None:
     page.get_by_role("button", name="Sign up").click()
     expect(page).to_have_url(re.compile(r"/pages/auth/check_mail\.html$"))
     expect(page.locator("#sent-to")).to_contain_text(address)
-
-
-def wait_for(page: Page, expression: str, arg=None, timeout: float = 15) -> None:
-    """page.wait_for_function, which runs its string through eval() in the page, where the app's CSP
-    (no 'unsafe-eval') forbids it; page.evaluate is not affected."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression, arg):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {expression}"
-        page.wait_for_timeout(100)
 
 
 def log_in(page: Page, address: str, password: str = PASSWORD) -> None:

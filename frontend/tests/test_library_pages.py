@@ -25,7 +25,7 @@ def long_clip(tmp_path_factory) -> Path:
 def settle_session(page: Page) -> None:
     """A fresh profile refreshes its token on the first page; a reload while that refresh is in flight
     would send the same refresh token twice (reuse detection then ends the session)."""
-    page.wait_for_function("localStorage.getItem('videoflix.lastRefresh') !== null")
+    e2e.wait_in_page(page, "localStorage.getItem('videoflix.lastRefresh') !== null")
 
 
 def fill_upload_form(page: Page, clip: Path, title: str) -> None:
@@ -50,7 +50,7 @@ def test_an_upload_cut_by_a_reload_resumes_where_the_server_stopped(logged_in_pa
     page.goto("/pages/upload.html")
     settle_session(page)
     fill_upload_form(page, long_clip, "A walk, resumed")
-    page.wait_for_function("document.getElementById('upload-progress').value >= 25", timeout=120_000)
+    e2e.wait_in_page(page, "document.getElementById('upload-progress').value >= 25", timeout=120)
     shoot(page, "20-resumable-before-reload")
     page.reload()  # the connection drops mid-body; tus-js-client kept the upload's URL in localStorage
 
@@ -64,7 +64,7 @@ def test_an_upload_cut_by_a_reload_resumes_where_the_server_stopped(logged_in_pa
     shoot(page, "21-resumable-done")
     # The resumed PATCH started where the server had stopped, not at 0.
     assert patches[0] == "0" and int(patches[-1]) > 0, patches
-    page.wait_for_function("localStorage.length === 0 || !Object.keys(localStorage).some(k => k.startsWith('tus::'))")
+    e2e.wait_in_page(page, "localStorage.length === 0 || !Object.keys(localStorage).some(k => k.startsWith('tus::'))")
 
     page.goto("/pages/mine.html")
     item = page.locator("li.upload-item", has_text="A walk, resumed")

@@ -147,7 +147,7 @@ class Gateway:
                CATALOG_UPSTREAM=f"127.0.0.1:{self.catalog.server_address[1]}",
                MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
                CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
-               GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS))
+               GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS), GATEWAY_STATUS_PORT=str(free_port()))
         self.access_log = self.prefix / "access.log"  # nginx logs requests to its stdout
         with open(self.access_log, "ab") as log:
             self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),

@@ -9,6 +9,7 @@ every use, so logout, password resets and reuse detection revoke them for good; 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import uuid
 
@@ -31,6 +32,8 @@ internal_blp = Blueprint("sessions", __name__, url_prefix="/internal/sessions",
                          description="Gateway -> auth: is a login session still live?")
 log = logging.getLogger(__name__)
 
+# Session ids are UUIDs (older refresh tokens: their jti); anything else is not looked up.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOGOUT_DETAIL = "Logout successful! All tokens will be deleted. Refresh token is now invalid."
 
 
@@ -115,6 +118,8 @@ def session_status(session_id):
     No service token: the answer is only whether a random session id, found in a signed token, is
     still live. The gateway caches a live answer for GATEWAY_TOKEN_RECHECK_SECONDS.
     """
+    if not SESSION_ID.fullmatch(session_id):  # never a session (and a NUL would fail the query)
+        raise ApiError(404, "Session not found.")
     live = db.session.scalar(select(RefreshToken.jti).join(User).where(
         RefreshToken.family == session_id, RefreshToken.revoked_at.is_(None), RefreshToken.used_at.is_(None),
         RefreshToken.expires_at > utcnow(), User.is_active,

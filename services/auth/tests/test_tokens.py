@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 from http.cookies import SimpleCookie
+from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
@@ -264,3 +265,9 @@ def test_logout_without_a_matching_csrf_token_is_403(app, logged_in, tamper):
     assert response.status_code == 403 and response.json == {"detail": "CSRF token missing or incorrect."}
     assert not set_cookies(response)
     assert logged_in.post("/api/token/refresh/").status_code == 200  # still logged in
+
+
+@pytest.mark.parametrize("session_id", ["a\x00b", "%00", "x" * 65, "é", "a.b"])
+def test_a_session_id_that_cannot_be_one_is_a_404_not_a_500(client, session_id):
+    response = client.get(f"/internal/sessions/{quote(session_id)}")
+    assert response.status_code == 404 and response.json == {"detail": "Session not found."}
