@@ -32,11 +32,11 @@ from videoflix_shared.errors import ApiError
 from videoflix_shared.security import current_user_id
 from werkzeug.exceptions import ClientDisconnected
 
-from . import queue
 from .access import login_and_csrf_required
 from .models import TusUpload, Video, db, utcnow
 from .schemas import TusMetadataSchema
-from .storage import media_dir, original_relative_path, remove_video_files
+from .storage import media_dir
+from .uploads import create_video
 
 log = logging.getLogger(__name__)
 
@@ -271,22 +271,15 @@ def append_body(upload: TusUpload, data) -> None:
 
 def become_video(upload: TusUpload) -> Video:
     """A complete upload becomes a video as POST /api/video/upload/ makes one: row, original, enqueue."""
-    video = Video(title=upload.title, description=upload.description, category=upload.category,
-                  owner_id=upload.owner_id, original_filename=upload.filename[-255:])
-    db.session.add(video)
-    db.session.flush()
-    video.original_path = original_relative_path(video.id, upload.filename)
-    target = media_dir() / video.original_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(data_path(upload.id), target)
-    upload.video_id = video.id
-    try:
-        db.session.commit()
-    except Exception:
-        remove_video_files(video.id)
-        raise
-    queue.enqueue_video(video)
-    return video
+
+    def keep(video: Video) -> Path:
+        upload.video_id = video.id
+        target = media_dir() / video.original_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(data_path(upload.id), target)
+        return target
+
+    return create_video(upload.title, upload.description, upload.category, upload.owner_id, upload.filename, keep)
 
 
 def remove_expired_uploads() -> int:

@@ -1,6 +1,9 @@
 """Uploading a video: the file streams to disk, the row is committed, then transcoding is enqueued."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from flask import current_app, request
 from flask.views import MethodView
 from prometheus_client import Counter
@@ -44,12 +47,20 @@ class Upload(MethodView):
 
 def store_upload(upload: FileStorage, title: str, description: str, category: str, owner_id: int) -> Video:
     """Keep a streamed upload as a new video's original and enqueue its transcoding (API and admin site)."""
+    return create_video(title, description, category, owner_id, upload.filename,
+                        lambda video: keep_original(upload.stream, video.original_path))
+
+
+def create_video(title: str, description: str, category: str, owner_id: int, filename: str,
+                 keep: Callable[[Video], Path]) -> Video:
+    """A new video whose original `keep(video)` puts at `video.original_path` (returning the stored file):
+    committed, then enqueued. Every way in (form upload, admin site, resumable upload) ends here."""
     video = Video(title=title, description=description, category=category, owner_id=owner_id,
-                  original_filename=upload.filename[-255:])
+                  original_filename=filename[-255:])
     db.session.add(video)
     db.session.flush()
-    video.original_path = original_relative_path(video.id, upload.filename)
-    stored = keep_original(upload.stream, video.original_path)
+    video.original_path = original_relative_path(video.id, filename)
+    stored = keep(video)
     UPLOAD_BYTES.inc(stored.stat().st_size)
     try:
         db.session.commit()
