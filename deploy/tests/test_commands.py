@@ -238,7 +238,8 @@ def test_gateway_start_command_runs_nginx_unprivileged(services, world_readable_
     compose_env = {key: interpolate(value, {}) for key, value in environment(services["gateway"]).items()}
     upstreams = {f"{name}_UPSTREAM": "127.0.0.1:9" for name in ("AUTH", "CATALOG", "STREAMER")}
     env = {**env_template(), **compose_env, **upstreams, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-           "GATEWAY_PORT": str(port), "KEYS_DIR": str(base / "keys"), "MEDIA_DIR": str(base / "media"),
+           "GATEWAY_PORT": str(port), "GATEWAY_STATUS_PORT": str(free_port()),
+           "KEYS_DIR": str(base / "keys"), "MEDIA_DIR": str(base / "media"),
            "FRONTEND_DIR": str(base / "frontend")}
     command = [arg.replace("/tmp/gateway", str(prefix)) for arg in stage.last("CMD").words()]
     # Like runc, which gives the container's stdio to its user, so nginx may open /dev/stdout.
