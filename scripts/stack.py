@@ -119,6 +119,10 @@ def build_env(profile: str, dotenv: Path = ROOT / ".env") -> dict[str, str]:
     # Root's checkout may sit in /root (mode 0700): nginx workers then run as root too, like the services,
     # instead of `nobody`, who could not read the web app, the media or the token socket.
     env["GATEWAY_WORKER_USER"] = "root" if os.geteuid() == 0 else ""
+    # .env.template's empty PROMETHEUS_MULTIPROC_DIR means "in memory"; set but empty, prometheus_client
+    # would write its sample files into the working directory (the checkout) of every flask command.
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     return env

@@ -45,3 +45,11 @@ def test_the_dev_stack_starts_the_workers_asked_for(monkeypatch, tmp_path, envir
     env = stack.build_env("dev", dotenv=tmp_path / ".env")
     names = [process.name for process in stack.processes(env) if process.name.startswith("transcoder-")]
     assert len(names) == workers
+
+
+def test_an_empty_metrics_directory_from_env_is_no_directory(monkeypatch, tmp_path):
+    """Set but empty, PROMETHEUS_MULTIPROC_DIR would make prometheus_client write into the checkout."""
+    stack = load_stack()
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    (tmp_path / ".env").write_text("PROMETHEUS_MULTIPROC_DIR=\n")
+    assert "PROMETHEUS_MULTIPROC_DIR" not in stack.build_env("dev", dotenv=tmp_path / ".env")
