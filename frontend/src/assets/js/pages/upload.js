@@ -68,6 +68,9 @@ function missingFields() {
 
 let lastAnnounced = -1;
 
+// Set once tus-js-client picks up an earlier upload of the same file: the status keeps saying so.
+let resumed = false;
+
 function showUploadProgress(loaded, total) {
   const value = Math.floor((loaded / total) * 100);
   document.getElementById('upload-progress').value = value;
@@ -75,7 +78,8 @@ function showUploadProgress(loaded, total) {
   // Announce in steps of 25 %, not on every progress event.
   if (Math.floor(value / 25) !== lastAnnounced) {
     lastAnnounced = Math.floor(value / 25);
-    setStatus(progressStatus, `Uploading: ${value} %`);
+    const doing = resumed ? 'Continuing your earlier upload of this file' : 'Uploading';
+    setStatus(progressStatus, `${doing}: ${value} %`);
   }
 }
 
@@ -112,7 +116,10 @@ async function startUpload() {
   document.getElementById('progress-title').focus();
   const upload = resumableUpload(file, fields, {
     onProgress: showUploadProgress,
-    onResume: () => setStatus(progressStatus, 'Continuing your earlier upload of this file.'),
+    onResume: () => {
+      resumed = true;
+      setStatus(progressStatus, 'Continuing your earlier upload of this file.');
+    },
   });
   cancelButton.onclick = () => upload.abort();
   try {
