@@ -64,10 +64,40 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A run killed with SIGKILL leaves its dockerd (this checkout's, by its pid file): stop it first.
+if [ -s "$DOCKER_DIR/dockerd.pid" ] && tr '\0' ' ' <"/proc/$(cat "$DOCKER_DIR/dockerd.pid")/cmdline" 2>/dev/null \
+    | grep -qF -- "--data-root $DOCKER_DIR/data "; then
+  echo "stopping the dockerd a killed run left (pid $(cat "$DOCKER_DIR/dockerd.pid"))"
+  dockerd_pid=$(cat "$DOCKER_DIR/dockerd.pid")
+  $SUDO kill "$dockerd_pid"
+  for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
+  dockerd_pid=
+fi
+# The stack's loopback ports (deploy/offline/docker-compose.test.yml): another checkout's run holds them.
+.venv/bin/python - <<'PY' || fail "a port of the test stack is taken (another make test-compose running?)"
+import socket, sys
+taken = []
+for port in (30001, 30002, 30003, 30004, 30025, 30080, 30379, 30432):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            taken.append(port)
+sys.exit(f"127.0.0.1 ports in use: {taken}" if taken else 0)
+PY
 $SUDO dockerd --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/run" --pidfile "$DOCKER_DIR/dockerd.pid" \
   --host "$DOCKER_HOST" --bridge=none --iptables=false --ip-masq=false >"$DOCKER_DIR/dockerd.log" 2>&1 &
 dockerd_pid=$!
-for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; kill -0 "$dockerd_pid" || fail "dockerd died: var/docker/dockerd.log"; sleep 1; done
+dockerd_failed() {
+  tail -15 "$DOCKER_DIR/dockerd.log" >&2
+  fail "dockerd $1 (log above, whole in var/docker/dockerd.log): it needs root, cgroups, overlayfs or vfs, and no other dockerd on $DOCKER_DIR"
+}
+for _ in $(seq 60); do
+  docker info >/dev/null 2>&1 && break
+  kill -0 "$dockerd_pid" 2>/dev/null || { dockerd_pid=; dockerd_failed "exited at start"; }
+  sleep 1
+done
+docker info >/dev/null 2>&1 || dockerd_failed "did not answer on var/docker/docker.sock within 60 s"
 docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}'
 compose down --volumes --remove-orphans >/dev/null 2>&1 || true
 
