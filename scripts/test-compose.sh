@@ -44,6 +44,9 @@ if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); el
 COMPOSE=("${COMPOSE_BIN[@]}" --progress quiet -f deploy/docker-compose.yml -f deploy/offline/docker-compose.test.yml)
 compose() { "${COMPOSE[@]}" "$@"; }
 
+step "the compose checks: config, compose-spec schema, hadolint (deploy/tests)"
+PYTHONPATH=. .venv/bin/pytest -q -p no:cacheprovider deploy/tests
+
 step "dockerd (var/docker)"
 mkdir -p "$DOCKER_DIR"
 dockerd_pid=
