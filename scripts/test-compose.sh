@@ -250,6 +250,9 @@ compose up --detach --wait --no-build --scale transcoder=3
 [ "$(compose ps --quiet transcoder | wc -l)" = 3 ] || fail "not three transcoder containers"
 e2e tests-e2e/test_compose.py -k scale
 
+step "the gateway's failed upstream connections over the whole run (expected: none)"
+compose logs --no-color gateway 2>&1 | grep -E 'upstream|connect\(\) failed' | grep -Ev 'jwt\.sock' || echo none
+
 step "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^videoflix' | sort
 
