@@ -82,6 +82,8 @@ import socket, sys
 taken = []
 for port in (30001, 30002, 30003, 30004, 30025, 30080, 30379, 30432):
     with socket.socket() as probe:
+        # As the servers do: a port with only TIME_WAIT connections left (a run just ended) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
