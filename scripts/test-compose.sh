@@ -252,8 +252,11 @@ compose up --detach --wait --no-build --scale transcoder=3
 [ "$(compose ps --quiet transcoder | wc -l)" = 3 ] || fail "not three transcoder containers"
 e2e tests-e2e/test_compose.py -k scale
 
-step "the gateway's failed upstream connections over the whole run (expected: none)"
-compose logs --no-color gateway 2>&1 | grep -E 'upstream|connect\(\) failed' | grep -Ev 'jwt\.sock' || echo none
+step "the gateway lost no connection to a service over the whole run"
+# Every request went out once everything was healthy: a failed upstream connection is a request lost or retried.
+upstream_errors=$(compose logs --no-color gateway 2>&1 | grep -E 'upstream|connect\(\) failed' | grep -Ev 'jwt\.sock' || true)
+[ -z "$upstream_errors" ] || { echo "$upstream_errors"; fail "the gateway logged failed upstream connections"; }
+echo none
 
 step "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^videoflix' | sort
