@@ -44,6 +44,9 @@ if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); el
 COMPOSE=("${COMPOSE_BIN[@]}" --progress quiet -f deploy/docker-compose.yml -f deploy/offline/docker-compose.test.yml)
 compose() { "${COMPOSE[@]}" "$@"; }
 
+step "the compose checks: config, compose-spec schema, hadolint (deploy/tests, no engine needed)"
+PYTHONPATH=. .venv/bin/pytest -q -p no:cacheprovider deploy/tests/test_compose.py deploy/tests/test_dockerfiles.py
+
 step "dockerd (var/docker)"
 mkdir -p "$DOCKER_DIR"
 dockerd_pid=
@@ -64,10 +67,42 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A run killed with SIGKILL leaves its dockerd (this checkout's, by its pid file): stop it first.
+if [ -s "$DOCKER_DIR/dockerd.pid" ] && tr '\0' ' ' <"/proc/$(cat "$DOCKER_DIR/dockerd.pid")/cmdline" 2>/dev/null \
+    | grep -qF -- "--data-root $DOCKER_DIR/data "; then
+  echo "stopping the dockerd a killed run left (pid $(cat "$DOCKER_DIR/dockerd.pid"))"
+  dockerd_pid=$(cat "$DOCKER_DIR/dockerd.pid")
+  $SUDO kill "$dockerd_pid"
+  for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
+  dockerd_pid=
+fi
+# The stack's loopback ports (deploy/offline/docker-compose.test.yml): another checkout's run holds them.
+.venv/bin/python - <<'PY' || fail "a port of the test stack is taken (another make test-compose running?)"
+import socket, sys
+taken = []
+for port in (30001, 30002, 30003, 30004, 30025, 30080, 30379, 30432):
+    with socket.socket() as probe:
+        # As the servers do: a port with only TIME_WAIT connections left (a run just ended) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            taken.append(port)
+sys.exit(f"127.0.0.1 ports in use: {taken}" if taken else 0)
+PY
 $SUDO dockerd --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/run" --pidfile "$DOCKER_DIR/dockerd.pid" \
   --host "$DOCKER_HOST" --bridge=none --iptables=false --ip-masq=false >"$DOCKER_DIR/dockerd.log" 2>&1 &
 dockerd_pid=$!
-for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; kill -0 "$dockerd_pid" || fail "dockerd died: var/docker/dockerd.log"; sleep 1; done
+dockerd_failed() {
+  tail -15 "$DOCKER_DIR/dockerd.log" >&2
+  fail "dockerd $1 (log above, whole in var/docker/dockerd.log): it needs root, cgroups, overlayfs or vfs, and no other dockerd on $DOCKER_DIR"
+}
+for _ in $(seq 60); do
+  docker info >/dev/null 2>&1 && break
+  kill -0 "$dockerd_pid" 2>/dev/null || { dockerd_pid=; dockerd_failed "exited at start"; }
+  sleep 1
+done
+docker info >/dev/null 2>&1 || dockerd_failed "did not answer on var/docker/docker.sock within 60 s"
 docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}'
 compose down --volumes --remove-orphans >/dev/null 2>&1 || true
 
@@ -216,6 +251,12 @@ step "docker compose up --scale transcoder=3: three workers share the queue"
 compose up --detach --wait --no-build --scale transcoder=3
 [ "$(compose ps --quiet transcoder | wc -l)" = 3 ] || fail "not three transcoder containers"
 e2e tests-e2e/test_compose.py -k scale
+
+step "the gateway lost no connection to a service over the whole run"
+# Every request went out once everything was healthy: a failed upstream connection is a request lost or retried.
+upstream_errors=$(compose logs --no-color gateway 2>&1 | grep -E 'upstream|connect\(\) failed' | grep -Ev 'jwt\.sock' || true)
+[ -z "$upstream_errors" ] || { echo "$upstream_errors"; fail "the gateway logged failed upstream connections"; }
+echo none
 
 step "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^videoflix' | sort

@@ -9,6 +9,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 # On SIGTERM, workers get this long to finish the requests they are serving.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# The gateway keeps idle connections to each service open for its upstream keepalive_timeout (60 s,
+# deploy/nginx.conf). Held longer here, the gateway is always the side that closes one: with gunicorn's
+# 2 s default, gunicorn could close a connection just as nginx sends a request on it, and a POST lost
+# that way is not retried (a 502 to the client).
+keepalive = 75
 accesslog = None
 errorlog = "-"
 # nginx already caps request headers (large_client_header_buffers); letting gunicorn accept as many

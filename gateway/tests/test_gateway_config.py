@@ -240,6 +240,20 @@ def test_upstreams_are_taken_as_given(workdir):
         assert f"server {name}:8000;" in config
 
 
+
+def test_the_gateway_closes_idle_upstream_connections_before_gunicorn_does(workdir):
+    """Otherwise gunicorn may close a kept-alive connection just as nginx sends a request on it, and a
+    POST lost that way is not retried: a 502 for the client."""
+    config = render(workdir).read_text()
+    blocks = re.findall(r"upstream (\w+) \{(.*?)\}", config, re.S)
+    assert {name for name, _ in blocks} == {"auth", "catalog", "streamer"}
+    gunicorn: dict = {}
+    exec((ROOT / "services" / "gunicorn.conf.py").read_text(), gunicorn)  # noqa: S102 (our own settings file)
+    for name, block in blocks:
+        assert re.search(r"^\s*keepalive \d+;", block, re.M), name
+        timeout = re.search(r"keepalive_timeout (\d+)s;", block)
+        assert timeout and int(timeout.group(1)) < gunicorn["keepalive"], name
+
 # --- what reaches the services ----------------------------------------------------------------------
 
 def test_only_the_verified_user_id_reaches_upstream(gateway):
