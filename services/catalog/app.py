@@ -13,6 +13,7 @@ from videoflix_shared import Settings
 from videoflix_shared.database import init_database
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
+from videoflix_shared.storage import storage_from_settings
 
 from . import internal, library, queue, tus, uploads, videos
 from .admin import init_admin_site
@@ -36,6 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_database(app, db)
     Migrate(app, db, directory=MIGRATIONS_DIR)
     app.extensions["redis"] = queue.connect(settings.redis_url)
+    app.extensions["storage"] = config.get("STORAGE") or storage_from_settings(settings)
     api = init_service(app, settings, "Videoflix catalog", health_checks={
         "database": lambda: db.session.execute(sa.text("SELECT 1")),
         "redis": lambda: app.extensions["redis"].ping(),
