@@ -240,8 +240,11 @@ def processes(env: dict[str, str]) -> list[Process]:
     listed.append(Process(  # auth's housekeeping: expired link and refresh tokens, hourly
         "pruner", "flask --app services.auth.app prune-tokens --every 3600", "services/auth/app.py",
     ))
+    transcoder = "python -m services.transcoder.worker"
+    if env.get("TRANSCODER_SEPARATE_HOST") == "true":  # no shared disk: see scripts/transcoder-host.sh
+        transcoder = f"unshare --mount --propagation private scripts/transcoder-host.sh {transcoder}"
     for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
-        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+        listed.append(Process(f"transcoder-{index + 1}", transcoder,
                               "services/transcoder/worker.py",
                               environment={"PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "transcoder"), **public}))
     listed.append(Process(

@@ -97,7 +97,8 @@ class Storage(ABC):
     def local_copy(self, key: str, directory: Path) -> Iterator[Path]:
         """A local file with the object's bytes for as long as the block runs (ffmpeg reads local
         files only): the stored file itself on local disk, a download into `directory` otherwise."""
-        target = Path(directory) / Path(key).name
+        target = Path(directory) / key  # the key in the path: `originals/<id>/` names the video in ps
+        target.parent.mkdir(parents=True, exist_ok=True)
         self.download(key, target)
         try:
             yield target
