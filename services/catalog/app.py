@@ -18,6 +18,7 @@ from videoflix_shared.storage import storage_from_settings
 from . import internal, library, queue, tus, uploads, videos
 from .admin import init_admin_site
 from .cli import reconcile_command
+from .media_cli import media_command
 from .models import db
 from .storage import StreamingUploadRequest, discard_spools
 
@@ -47,5 +48,6 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.teardown_request(discard_spools)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(media_command)
     init_admin_site(app)
     return app
