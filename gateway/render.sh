@@ -21,9 +21,10 @@ template=${NGINX_TEMPLATE:-$here/../deploy/nginx.conf}
 : "${GATEWAY_TOKEN_RECHECK_SECONDS:=60}"
 : "${TRUSTED_PROXIES:=}"
 : "${GATEWAY_STATUS_PORT:=5091}"
-# Media on local disk (sendfile) or in an S3 bucket (proxy_pass, signed by s3.js; docs/playback-s3.md).
+# Media on local disk (sendfile) or in an S3 bucket (proxied, signed by s3.js; docs/playback-s3.md).
 : "${MEDIA_STORAGE:=local}"
-: "${S3_ENDPOINT_URL:=http://127.0.0.1:8333}"
+# Empty: the local stack's own SeaweedFS on S3_PORT (as for the services).
+: "${S3_ENDPOINT_URL:=http://127.0.0.1:${S3_PORT:-8333}}"
 : "${S3_REGION:=us-east-1}"
 : "${S3_BUCKET:=videoflix}"
 : "${GATEWAY_MEDIA_CACHE_SIZE:=5g}"

@@ -1,7 +1,7 @@
 /*
  * The gateway's reads of the private media bucket (MEDIA_STORAGE=s3; njs 0.7.9 and later).
  *
- * nginx fetches playlists, segments and thumbnails from S3_ENDPOINT_URL with `proxy_pass`, after its
+ * nginx fetches playlists, segments and thumbnails from S3_ENDPOINT_URL (proxied), after its
  * own token and visibility checks. Each GET is signed with AWS Signature Version 4 (docs:
  * https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html) using the gateway's
  * READ-ONLY key, GATEWAY_S3_ACCESS_KEY_ID / GATEWAY_S3_SECRET_ACCESS_KEY, which nginx passes to its
