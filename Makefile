@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) scripts/stack.py
 WORKERS ?=
+STORAGE ?=
 # The production path: Docker Compose v2.24+ (`docker compose`), else a standalone `docker-compose`.
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose) \
   $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml
@@ -20,8 +21,8 @@ install: ## install missing Debian packages and the .venv (idempotent)
 keys: install ## generate the RSA key pair and service token into var/keys (if absent)
 	@$(PY) -m videoflix_shared.keys var/keys
 
-up: install ## start the whole stack on http://127.0.0.1:8000 (admin site /admin/, mail inbox :8025; WORKERS=n transcoders; any VAR=value beats .env)
-	@$(if $(WORKERS),TRANSCODER_WORKERS=$(WORKERS)) $(STACK) --profile dev up
+up: install ## start the whole stack on http://127.0.0.1:8000 (admin site /admin/, mail inbox :8025; WORKERS=n transcoders; STORAGE=s3 media in a local SeaweedFS; any VAR=value beats .env)
+	@$(if $(WORKERS),TRANSCODER_WORKERS=$(WORKERS)) $(if $(STORAGE),MEDIA_STORAGE=$(STORAGE)) $(STACK) --profile dev up
 
 down: ## stop everything `make up` started
 	@$(STACK) --profile dev down

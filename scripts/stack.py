@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from videoflix_shared.config import layered_settings, read_dotenv
+from videoflix_shared.keys import s3_credentials, seaweedfs_identities
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -36,7 +37,7 @@ PROFILES = {
         "VAR_DIR": str(ROOT / "var"),
         "GATEWAY_PORT": "8000", "AUTH_PORT": "5001", "CATALOG_PORT": "5002", "STREAMER_PORT": "5003",
         "CATALOG_INTERNAL_PORT": "5004", "SMTP_PORT": "1025", "INBOX_PORT": "8025",
-        "METRICS_PORT": "5090", "GATEWAY_STATUS_PORT": "5091",
+        "METRICS_PORT": "5090", "GATEWAY_STATUS_PORT": "5091", "S3_PORT": "8333",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -45,7 +46,7 @@ PROFILES = {
         "VAR_DIR": str(ROOT / "var" / "test"),
         "GATEWAY_PORT": "18000", "AUTH_PORT": "15001", "CATALOG_PORT": "15002", "STREAMER_PORT": "15003",
         "CATALOG_INTERNAL_PORT": "15004", "SMTP_PORT": "11025", "INBOX_PORT": "18025",
-        "METRICS_PORT": "15090", "GATEWAY_STATUS_PORT": "15091",
+        "METRICS_PORT": "15090", "GATEWAY_STATUS_PORT": "15091", "S3_PORT": "18333",
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test_catalog",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
@@ -86,6 +87,7 @@ def test_slot_profile(slot: int) -> dict[str, str]:
         "GATEWAY_PORT": str(base), "AUTH_PORT": str(base + 1), "CATALOG_PORT": str(base + 2),
         "STREAMER_PORT": str(base + 3), "CATALOG_INTERNAL_PORT": str(base + 4), "SMTP_PORT": str(base + 25),
         "INBOX_PORT": str(base + 825), "METRICS_PORT": str(base + 90), "GATEWAY_STATUS_PORT": str(base + 91),
+        "S3_PORT": str(base + 33),  # SeaweedFS takes S3_PORT to S3_PORT + 7
         "AUTH_DATABASE_URL": f"{PG}/videoflix_test{slot}_auth",
         "CATALOG_DATABASE_URL": f"{PG}/videoflix_test{slot}_catalog",
         "REDIS_URL": f"redis://127.0.0.1:6379/{slot + 1}",
@@ -107,6 +109,8 @@ def build_env(profile: str, dotenv: Path = ROOT / ".env") -> dict[str, str]:
     env.setdefault("MEDIA_DIR", str(var / "media"))
     env.setdefault("MAIL_DIR", str(var / "mail"))
     env.setdefault("FRONTEND_DIR", str(ROOT / "frontend" / "dist"))
+    if env.get("MEDIA_STORAGE") == "s3" and not env.get("S3_ENDPOINT_URL"):
+        use_own_seaweedfs(env)
     env["SMTP_HOST"] = env.get("SMTP_HOST", "127.0.0.1")
     # The transcoder reports to the catalog's internal API process, which public traffic never reaches.
     env["CATALOG_URL"] = f"http://127.0.0.1:{env['CATALOG_INTERNAL_PORT']}"
@@ -126,6 +130,25 @@ def build_env(profile: str, dotenv: Path = ROOT / ".env") -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
+
+
+def seaweedfs_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['S3_PORT']}"
+
+
+def use_own_seaweedfs(env: dict[str, str]) -> None:
+    """MEDIA_STORAGE=s3 with no S3_ENDPOINT_URL: the stack's own SeaweedFS, with the key pairs of
+    $KEYS_DIR/s3_credentials.json for the settings that leave them empty."""
+    env["S3_ENDPOINT_URL"] = seaweedfs_url(env)
+    pairs = s3_credentials(ROOT / env["KEYS_DIR"])
+    for prefix, role in (("", "service"), ("GATEWAY_", "gateway")):
+        if not env.get(f"{prefix}S3_ACCESS_KEY_ID"):
+            env[f"{prefix}S3_ACCESS_KEY_ID"] = pairs[role]["id"]
+            env[f"{prefix}S3_SECRET_ACCESS_KEY"] = pairs[role]["secret"]
+
+
+def runs_seaweedfs(env: dict[str, str]) -> bool:
+    return env.get("MEDIA_STORAGE") == "s3" and env.get("S3_ENDPOINT_URL") == seaweedfs_url(env)
 
 
 def public_keys_dir(env: dict[str, str]) -> Path:

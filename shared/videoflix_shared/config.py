@@ -17,6 +17,16 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+MEDIA_STORAGES = ("local", "s3")
+
+
 def _list(value: str) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
@@ -55,6 +65,15 @@ class Settings:
     ffmpeg_cpu_seconds: int
     log_level: str
     metrics_multiprocess_dir: str
+    media_storage: str
+    s3_endpoint_url: str
+    s3_region: str
+    s3_bucket: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
+    gateway_s3_access_key_id: str
+    gateway_s3_secret_access_key: str
+    transcoder_scratch_dir: Path
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -99,6 +118,15 @@ class Settings:
             ffmpeg_cpu_seconds=int(get("FFMPEG_CPU_SECONDS", str(16 * 3600))),
             log_level=get("LOG_LEVEL", "INFO").upper(),
             metrics_multiprocess_dir=get("PROMETHEUS_MULTIPROC_DIR", ""),
+            media_storage=_choice(get("MEDIA_STORAGE", "") or "local", "MEDIA_STORAGE", MEDIA_STORAGES),
+            s3_endpoint_url=get("S3_ENDPOINT_URL", "").rstrip("/"),
+            s3_region=get("S3_REGION", "") or "us-east-1",
+            s3_bucket=get("S3_BUCKET", "") or "videoflix",
+            s3_access_key_id=get("S3_ACCESS_KEY_ID", ""),
+            s3_secret_access_key=get("S3_SECRET_ACCESS_KEY", ""),
+            gateway_s3_access_key_id=get("GATEWAY_S3_ACCESS_KEY_ID", ""),
+            gateway_s3_secret_access_key=get("GATEWAY_S3_SECRET_ACCESS_KEY", ""),
+            transcoder_scratch_dir=Path(get("TRANSCODER_SCRATCH_DIR", "") or var_dir / "scratch"),
         )
 
     @property
@@ -114,6 +142,13 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __repr__(self) -> str:  # never the S3 secrets in a log line or a traceback
+        hidden = {"s3_secret_access_key", "gateway_s3_secret_access_key"}
+        shown = (f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else repr(getattr(self, f.name))}"
+                 for f in fields(self))
+        return f"Settings({', '.join(shown)})"
+
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

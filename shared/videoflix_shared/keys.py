@@ -1,4 +1,4 @@
-"""RSA key pair and service credential: loading, and generating them when absent.
+"""RSA key pair, service credential and S3 keys: loading, and generating them when absent.
 
 `python -m videoflix_shared.keys DIR [PUBLIC_DIR]` creates `jwt_private.pem`, `jwt_public.pem` and
 `service_token` in DIR unless they exist (used by `make keys` and by the compose key-init container),
@@ -6,6 +6,7 @@ and copies the public key and the service token into PUBLIC_DIR: what every serv
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -57,6 +58,35 @@ def generate(directory: Path) -> list[Path]:
         _write_secret(token_path, secrets.token_urlsafe(32).encode(), 0o600)
         created.append(token_path)
     return created
+
+
+S3_CREDENTIALS_FILE = "s3_credentials.json"
+
+
+def s3_credentials(directory: Path) -> dict[str, dict[str, str]]:
+    """The local SeaweedFS's two key pairs, generated into `directory` once: `service` (read-write, the
+    catalog and the transcoders) and `gateway` (read-only, the gateway's GETs). Each {"id", "secret"}."""
+    path = Path(directory) / S3_CREDENTIALS_FILE
+    if not path.exists():
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        pairs = {role: {"id": f"VF{role[:3].upper()}{secrets.token_hex(8).upper()}",
+                        "secret": secrets.token_urlsafe(30)} for role in ("service", "gateway")}
+        try:
+            _write_secret(path, json.dumps(pairs).encode(), 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+    return json.loads(path.read_text())
+
+
+def seaweedfs_identities(bucket: str, service: tuple[str, str], gateway: tuple[str, str]) -> dict:
+    """SeaweedFS's S3 identities config (`weed ... -s3.config`): the service key may do everything on
+    `bucket` (and create it), the gateway key only read its objects. Anonymous requests are refused."""
+    def identity(name: str, key: tuple[str, str], actions: list[str]) -> dict:
+        return {"name": name, "credentials": [{"accessKey": key[0], "secretKey": key[1]}],
+                "actions": [f"{action}:{bucket}" for action in actions]}
+
+    return {"identities": [identity("videoflix-services", service, ["Read", "Write", "List", "Tagging", "Admin"]),
+                           identity("videoflix-gateway", gateway, ["Read"])]}
 
 
 PUBLIC_FILES = {"jwt_public.pem": 0o644, "service_token": 0o600}
