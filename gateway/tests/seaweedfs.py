@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import requests
+from videoflix_shared.keys import seaweedfs_identities
 
 BUCKET = "videoflix"
 REGION = "us-east-1"
@@ -55,12 +55,7 @@ class SeaweedFS:
         self.read_write = ("rw" + secrets.token_hex(8), secrets.token_hex(20))
         self.read_only = ("ro" + secrets.token_hex(8), secrets.token_hex(20))
         self.identities = directory / "identities.json"
-        self.identities.write_text(json.dumps({"identities": [
-            {"name": "services", "credentials": [{"accessKey": self.read_write[0], "secretKey": self.read_write[1]}],
-             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
-            {"name": "gateway", "credentials": [{"accessKey": self.read_only[0], "secretKey": self.read_only[1]}],
-             "actions": [f"Read:{BUCKET}", f"List:{BUCKET}"]},
-        ]}))
+        self.identities.write_text(json.dumps(seaweedfs_identities(BUCKET, self.read_write, self.read_only)))
         self.identities.chmod(0o600)
         self.process: subprocess.Popen | None = None
 
