@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.tests.seaweedfs import free_ports
+
 from .harness import ROOT, STACK, Stack, port_open, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -90,7 +92,9 @@ def derived_gateway(stack: Stack, name: str, port: int, change: Callable[[str], 
     """`environment`: settings beyond the stack's, for render.sh and nginx (MEDIA_STORAGE=s3 and its own)."""
     directory = stack.var_dir / "bench" / name
     directory.mkdir(parents=True, exist_ok=True)
-    environment = {**stack.env, **(environment or {}), "GATEWAY_PORT": str(port)}
+    # Its own stub_status listener too: the stack's gateway holds the configured one.
+    environment = {**stack.env, **(environment or {}), "GATEWAY_PORT": str(port),
+                   "GATEWAY_STATUS_PORT": str(free_ports(1)[0])}
     subprocess.run([str(ROOT / "gateway" / "render.sh"), str(directory)], cwd=ROOT, check=True, env=environment)
     if change:
         config = directory / "nginx.conf"

@@ -46,17 +46,25 @@ def free_ports(count: int) -> list[int]:
 
 
 class SeaweedFS:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, data: Path | None = None, identities: Path | None = None):
+        """Data under `directory` and new keys; or `data` and `identities` (keys.seaweedfs_identities, the
+        services' key first) of another SeaweedFS, a stack's say, served again on other ports."""
         self.directory = directory
-        self.data = directory / "data"
+        self.data = data or directory / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
-        self.read_write = ("rw" + secrets.token_hex(8), secrets.token_hex(20))
-        self.read_only = ("ro" + secrets.token_hex(8), secrets.token_hex(20))
-        self.identities = directory / "identities.json"
-        self.identities.write_text(json.dumps(seaweedfs_identities(BUCKET, self.read_write, self.read_only)))
-        self.identities.chmod(0o600)
+        if identities:
+            self.identities = identities
+            pairs = [(i["credentials"][0]["accessKey"], i["credentials"][0]["secretKey"])
+                     for i in json.loads(identities.read_text())["identities"]]
+            self.read_write, self.read_only = pairs[0], pairs[1]
+        else:
+            self.read_write = ("rw" + secrets.token_hex(8), secrets.token_hex(20))
+            self.read_only = ("ro" + secrets.token_hex(8), secrets.token_hex(20))
+            self.identities = directory / "identities.json"
+            self.identities.write_text(json.dumps(seaweedfs_identities(BUCKET, self.read_write, self.read_only)))
+            self.identities.chmod(0o600)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> SeaweedFS:
