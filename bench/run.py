@@ -1,6 +1,6 @@
 """`make bench [BENCH=name ...]`: start a private stack, run the benchmarks, print tables, write JSON.
 
-    python -m bench.run                  # all, in this order: transcode segments jwt upload catalog search
+    python -m bench.run                  # all, in this order: transcode segments s3-segments jwt upload catalog search
     python -m bench.run segments jwt     # only these
 
 The stack runs on TEST_SLOT (default 7: gateway on port 27000), from a fresh state, and is stopped at
@@ -13,13 +13,14 @@ import os
 import sys
 import time
 
-from . import catalog_list, catalog_search, jwt_check, segments, transcode, upload
+from . import catalog_list, catalog_search, jwt_check, s3_segments, segments, transcode, upload
 from .harness import Stack, make_clip, register_and_login, wait_for_ladder
 from .harness import upload as upload_clip
 
 BENCHMARKS = {
     "transcode": transcode.run,
     "segments": segments.run,
+    "s3-segments": s3_segments.run,
     "jwt": jwt_check.run,
     "upload": upload.run,
     "catalog": catalog_list.run,
