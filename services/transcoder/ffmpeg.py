@@ -30,6 +30,9 @@ SEGMENT_PATTERN = "segment_%03d.ts"
 SEGMENT_SECONDS = 4
 KEYFRAME_SECONDS = 2
 X264_PRESET = "veryfast"
+# The first rung is watched while it encodes: x264's superfast keeps it several times ahead of a viewer
+# on 2 busy cores (docs/performance.md), at a few percent more bits for the same picture.
+PROGRESSIVE_PRESET = "superfast"
 THUMBNAIL_MAX_HEIGHT = 480
 COMMON = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 # Demuxers an upload may be read with (ffmpeg's names, as the first name of ffprobe's `format_name`):
@@ -72,11 +75,12 @@ def gop_frames(fps: float) -> int:
     return max(1, round(fps * KEYFRAME_SECONDS))
 
 
-def video_options(rendition: Rendition, fps: float) -> list[str]:
-    """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command."""
+def video_options(rendition: Rendition, fps: float, preset: str = X264_PRESET) -> list[str]:
+    """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command
+    (the progressive first rung only encodes faster: `preset`)."""
     gop = str(gop_frames(fps))
     return [
-        "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-preset", preset, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
         "-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k",
         "-bufsize", f"{rendition.bufsize_kbps}k",
         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
@@ -90,23 +94,32 @@ def audio_options(rendition: Rendition, has_audio: bool) -> list[str]:
     return ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k", "-ac", "2"] if has_audio else []
 
 
-def hls_options(directory: Path | None = None) -> list[str]:
-    """The HLS muxer writing index.m3u8 + segments into `directory` (default: the current directory)."""
+def hls_options(directory: Path | None = None, progressive: bool = False) -> list[str]:
+    """The HLS muxer writing index.m3u8 + segments into `directory` (default: the current directory).
+
+    `progressive`: an EVENT playlist rewritten after every segment, each segment written under a
+    temporary name and renamed when whole, so the playlist lists whole segments only (`publish.GrowingRung`
+    publishes them as they come)."""
     def inside(name: str) -> str:
         return str(directory / name) if directory is not None else name
 
+    playlist_type, flags = ("event", "independent_segments+temp_file") if progressive else \
+        ("vod", "independent_segments")
     return [
-        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-        "-hls_flags", "independent_segments", "-hls_segment_filename", inside(SEGMENT_PATTERN), inside(PLAYLIST),
+        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", playlist_type,
+        "-hls_flags", flags, "-hls_segment_filename", inside(SEGMENT_PATTERN), inside(PLAYLIST),
     ]
 
 
-def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str) -> list[str]:
-    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments)."""
+def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str,
+                 progressive: bool = False) -> list[str]:
+    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments);
+    `progressive`: the first rung, watched while it encodes (faster preset, growing playlist)."""
     maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
+    preset = PROGRESSIVE_PRESET if progressive else X264_PRESET
     return [*COMMON, "-progress", "pipe:1", *input_options(demuxer), "-i", input_url(source), *maps,
-            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
-            *audio_options(rendition, has_audio), *hls_options()]
+            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
+            *audio_options(rendition, has_audio), *hls_options(progressive=progressive)]
 
 
 def split_graph(renditions: list[Rendition]) -> str:

@@ -41,6 +41,9 @@ RETRIES = 3
 RETRY_INTERVALS = [15, 60, 180]
 BASE_TIMEOUT_SECONDS = 120
 THUMBNAIL_TIMEOUT_SECONDS = 180
+# Segments of the first rung out before the video counts as playable: a player starting then has this
+# many segment durations of picture ahead while the encoder (several times realtime) keeps ahead of it.
+FIRST_PLAYABLE_SEGMENTS = 2
 THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
 PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 MODES = ("split", "rungs")
@@ -164,10 +167,10 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
     def bounded(seconds: float) -> int:
         return int(min(seconds, max_timeout))
 
-    def rung_job(rendition: ladder.Rendition) -> Job | None:
+    def rung_job(rendition: ladder.Rendition, progressive: bool = False) -> Job | None:
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
-            args=(video_id, rendition.name), kwargs=source_kwargs,
+            args=(video_id, rendition.name), kwargs=source_kwargs | {"progressive": progressive},
             job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
         )
 
@@ -186,7 +189,7 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
             job_timeout=bounded(THUMBNAIL_TIMEOUT_SECONDS),
         )
 
-    jobs = [rung_job(rungs[0]), thumbnail_job()]
+    jobs = [rung_job(rungs[0], progressive=True), thumbnail_job()]
     if mode == "rungs":
         jobs += [rung_job(rendition) for rendition in rungs[1:]]
     elif rungs[1:]:
@@ -208,24 +211,50 @@ def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], d
 
 
 def transcode_rung(video_id: int, rung: str, source_path: str, source_height: int, duration: float,
-                   fps: float, has_audio: bool, demuxer: str) -> None:
-    """Encode one rung into a hidden directory, publish it, rewrite master.m3u8, report the rendition.
+                   fps: float, has_audio: bool, demuxer: str, progressive: bool = False) -> None:
+    """Encode one rung, publish it, rewrite master.m3u8, report the rendition.
 
-    A rung that is already published is not encoded again: the job only makes sure the master lists it
-    and the catalog knows it (a retry after a crash between publishing and reporting converges).
+    `progressive` (the first rung): published while it encodes (`encode_growing`); otherwise encoded into
+    a hidden directory that is renamed into place when done. A rung that is already published is not
+    encoded again: the job only makes sure the master lists it and the catalog knows it (a retry after a
+    crash between publishing and reporting converges).
     """
     settings, catalog, directory = _context(video_id)
     with stop_if_video_gone(catalog, video_id, directory):
         catalog.video(video_id)
         if not publish.is_published(directory, rung):
             rendition = ladder.rendition_for(rung, source_height)
-            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio, demuxer=demuxer)
+            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio, demuxer=demuxer,
+                                          progressive=progressive)
+            on_seconds = progress_reporter(catalog, video_id, [rung], duration)
+            limits = ResourceLimits.from_settings(settings)
             with metrics.encoding([rung], duration), publish.staging_dir(directory, rung) as staged:
-                ffmpeg.run(command, ResourceLimits.from_settings(settings), cwd=staged,
-                           on_seconds=progress_reporter(catalog, video_id, [rung], duration))
-                publish.publish_rung(staged, directory, rung)
+                if progressive:
+                    encode_growing(catalog, video_id, directory, rung, command, staged, limits, on_seconds)
+                else:
+                    ffmpeg.run(command, limits, cwd=staged, on_seconds=on_seconds)
+                    publish.publish_rung(staged, directory, rung)
             metrics.count_segments(rung, directory / rung)
         report_renditions(catalog, video_id, directory, [rung])
+
+
+def encode_growing(catalog: CatalogClient, video_id: int, directory: Path, rung: str, command: list[str],
+                   staged: Path, limits: ResourceLimits, on_seconds) -> None:
+    """Run ffmpeg into `staged` and publish each whole segment as it lands (`publish.GrowingRung`); once
+    FIRST_PLAYABLE_SEGMENTS are out, list the rung in master.m3u8 and tell the catalog it is growing
+    (the video is playable from then on). The rung's playlist is finished when ffmpeg is."""
+    growing = publish.GrowingRung(staged, directory, rung)
+    announced = False
+
+    def publish_and_report(seconds: float) -> None:
+        nonlocal announced
+        on_seconds(seconds)
+        if growing.sync() >= FIRST_PLAYABLE_SEGMENTS and not announced:
+            report_renditions(catalog, video_id, directory, [rung])
+            announced = True
+
+    ffmpeg.run(command, limits, cwd=staged, on_seconds=publish_and_report)
+    growing.finish()
 
 
 def transcode_split(video_id: int, rungs: list[str], source_path: str, source_height: int, duration: float,
@@ -257,12 +286,14 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
 
 
 def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, rungs: list[str]) -> None:
-    """Make master.m3u8 list every published rung, then tell the catalog about `rungs`."""
+    """Make master.m3u8 list every published rung (complete or growing), then tell the catalog about `rungs`."""
     published = {entry.name: entry for entry in publish.update_master(directory)}
     for rung in rungs:
         entry = published[rung]
-        catalog.report_rendition(video_id, rung, entry.width, entry.height, entry.bandwidth)
-        log.info("rung published", extra={"fields": {"video_id": video_id, "rung": rung}})
+        catalog.report_rendition(video_id, rung, entry.width, entry.height, entry.bandwidth,
+                                 growing=not entry.complete)
+        log.info("rung growing" if not entry.complete else "rung published",
+                 extra={"fields": {"video_id": video_id, "rung": rung}})
 
 
 def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: str) -> None:

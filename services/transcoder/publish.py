@@ -1,8 +1,10 @@
 """Media layout under MEDIA_DIR/hls/<id>/, atomic rung publishing and the master playlist.
 
 A rung is written into a hidden `.tmp-<rung>-<random>/` sibling and renamed to `<rung>/` when ffmpeg is
-done, so a rung directory exists only when it is complete: existence = published (the gateway relies on
-it). `master.m3u8` is rebuilt from what is on disk, under an flock on `.lock`, and replaced atomically.
+done. The first rung instead grows in place (`GrowingRung`): each segment is published once whole, then
+its playlist is rewritten (an EVENT playlist without `#EXT-X-ENDLIST`); it is complete once the playlist
+ends with `#EXT-X-ENDLIST`. Every file is written whole or not at all, so whatever the gateway serves is
+whole. `master.m3u8` is rebuilt from what is published, under an flock on `.lock`, and replaced atomically.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .ffmpeg import PLAYLIST
-from .ladder import BY_NAME
+from .ffmpeg import PLAYLIST, SEGMENT_SECONDS
+from .ladder import BY_NAME, small_source_rendition
 from .probe import OutputMedia, probe_output
 
 HLS_DIR = "hls"
@@ -29,6 +31,9 @@ TMP_PREFIX = ".tmp-"
 # avc1.PPCCLL: profile_idc and constraint flags as x264 writes them, per ffprobe profile name.
 AVC_PROFILES = {"Constrained Baseline": "42c0", "Main": "4d40", "High": "6400"}
 AAC_LC = "mp4a.40.2"
+ENDLIST = "#EXT-X-ENDLIST"
+# MPEG-TS and PES headers on top of the encoders' bit rates: a growing rung's BANDWIDTH until measured.
+TS_OVERHEAD = 1.1
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class PublishedRung:
     bandwidth: int  # peak segment bit rate, bits/s (container overhead included, as HLS wants)
     average_bandwidth: int
     codecs: str
+    complete: bool = True  # False: still growing, bandwidths estimated from the rung's settings
 
 
 def video_dir(media_dir: Path, video_id: int) -> Path:
@@ -46,7 +52,19 @@ def video_dir(media_dir: Path, video_id: int) -> Path:
 
 
 def is_published(directory: Path, rung: str) -> bool:
-    return (directory / rung / PLAYLIST).is_file()
+    """Complete: its playlist exists and is finished (a growing rung's is not yet)."""
+    playlist = directory / rung / PLAYLIST
+    return playlist.is_file() and is_finished(playlist.read_text())
+
+
+def is_growing(directory: Path, rung: str) -> bool:
+    """Playable but still being encoded: an unfinished playlist listing at least one segment."""
+    playlist = directory / rung / PLAYLIST
+    return playlist.is_file() and not is_finished(text := playlist.read_text()) and bool(parse_segments(text))
+
+
+def is_finished(playlist_text: str) -> bool:
+    return playlist_text.rstrip().endswith(ENDLIST)
 
 
 @contextlib.contextmanager
@@ -107,8 +125,12 @@ def video_lock(directory: Path) -> Iterator[None]:
 
 def playlist_segments(playlist: Path) -> list[tuple[float, str]]:
     """(duration, uri) of every segment of a media playlist."""
+    return parse_segments(playlist.read_text())
+
+
+def parse_segments(text: str) -> list[tuple[float, str]]:
     segments, duration = [], None
-    for line in playlist.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line.startswith("#EXTINF:"):
             duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
@@ -125,6 +147,70 @@ def codecs(media: OutputMedia) -> str:
     return f"{video},{AAC_LC}" if media.audio_codec == "aac" else video
 
 
+def media_playlist(segments: list[tuple[float, str]], finished: bool) -> str:
+    """A rung's playlist: EVENT (players start at 0:00, re-read it for new segments) while it grows,
+    VOD with `#EXT-X-ENDLIST` once finished."""
+    target = max([SEGMENT_SECONDS, *(math.ceil(duration) for duration, _ in segments)])
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:0",
+             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if finished else 'EVENT'}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if not finished:
+        lines.append("#EXT-X-START:TIME-OFFSET=0")
+    for duration, uri in segments:
+        lines += [f"#EXTINF:{duration:.6f},", uri]
+    if finished:
+        lines.append(ENDLIST)
+    return "\n".join(lines) + "\n"
+
+
+class GrowingRung:
+    """Publishes a rung while ffmpeg writes it into `staged` (an EVENT playlist of whole segments).
+
+    `sync()` publishes every segment ffmpeg's playlist lists that is not published yet, one whole file
+    after the other, then rewrites the rung's playlist; `finish()` publishes the rest and the finished
+    playlist. The published playlist never shrinks: a retry re-encoding the rung from the start rewrites
+    segments already listed (same frames: fixed GOP) without taking them away from players.
+    """
+
+    def __init__(self, staged: Path, directory: Path, rung: str):
+        self.staged, self.target = staged, directory / rung
+        self.target.mkdir(parents=True, exist_ok=True)
+        self.target.chmod(0o755)
+        playlist = self.target / PLAYLIST
+        self.published = len(playlist_segments(playlist)) if playlist.is_file() else 0
+        self.copied = 0
+
+    def sync(self, finished: bool = False) -> int:
+        """Publish what ffmpeg has finished; returns the number of segments listed now."""
+        playlist = self.staged / PLAYLIST
+        text = playlist.read_text() if playlist.is_file() else ""
+        segments = parse_segments(text)
+        for _, uri in segments[self.copied:]:
+            write_atomically(self.target / uri, (self.staged / uri).read_bytes())
+        self.copied = len(segments)
+        if finished and not is_finished(text):
+            raise ValueError(f"{playlist} is not finished")
+        if finished or len(segments) > self.published:
+            write_atomically(self.target / PLAYLIST, media_playlist(segments, finished).encode())
+            self.published = len(segments)
+        return self.published
+
+    def finish(self) -> int:
+        return self.sync(finished=True)
+
+
+def estimated_rung(rung_dir: Path) -> PublishedRung:
+    """A growing rung in the master playlist: size and codecs from its first segment, bandwidth from its
+    encoder settings (`ladder`'s row, or the small-source rung for a picture lower than that row)."""
+    segments = playlist_segments(rung_dir / PLAYLIST)
+    media = probe_output(rung_dir / segments[0][1])
+    rendition = BY_NAME[rung_dir.name]
+    if media.height < rendition.height:
+        rendition = small_source_rendition(media.height)
+    peak = math.ceil((rendition.maxrate_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
+    average = math.ceil((rendition.video_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
+    return PublishedRung(rung_dir.name, media.width, media.height, peak, average, codecs(media), complete=False)
+
+
 def measure_rung(rung_dir: Path) -> PublishedRung:
     """Bandwidths from the segment sizes and durations, size and codecs from the first segment."""
     segments = playlist_segments(rung_dir / PLAYLIST)
@@ -139,9 +225,14 @@ def measure_rung(rung_dir: Path) -> PublishedRung:
 
 
 def published_rungs(directory: Path) -> list[PublishedRung]:
-    rung_dirs = [path for path in directory.iterdir() if path.name in BY_NAME and
-                 is_published(directory, path.name)] if directory.is_dir() else []
-    return sorted((measure_rung(path) for path in rung_dirs), key=lambda rung: rung.height)
+    """Every complete rung, measured, and every growing one, estimated."""
+    rungs = []
+    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if path.name in BY_NAME and is_published(directory, path.name):
+            rungs.append(measure_rung(path))
+        elif path.name in BY_NAME and is_growing(directory, path.name):
+            rungs.append(estimated_rung(path))
+    return sorted(rungs, key=lambda rung: rung.height)
 
 
 def master_playlist(rungs: list[PublishedRung]) -> str:
@@ -156,7 +247,7 @@ def master_playlist(rungs: list[PublishedRung]) -> str:
 
 
 def update_master(directory: Path) -> list[PublishedRung]:
-    """Rewrite master.m3u8 to list every published rung; returns them."""
+    """Rewrite master.m3u8 to list every published rung, complete or growing; returns them."""
     with video_lock(directory):
         rungs = published_rungs(directory)
         write_atomically(directory / MASTER, master_playlist(rungs).encode())
