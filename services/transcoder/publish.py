@@ -173,8 +173,6 @@ class GrowingRung:
 
     def __init__(self, staged: Path, directory: Path, rung: str):
         self.staged, self.target = staged, directory / rung
-        self.target.mkdir(parents=True, exist_ok=True)
-        self.target.chmod(0o755)
         playlist = self.target / PLAYLIST
         self.published = len(playlist_segments(playlist)) if playlist.is_file() else 0
         self.copied = 0
@@ -184,6 +182,8 @@ class GrowingRung:
         playlist = self.staged / PLAYLIST
         text = playlist.read_text() if playlist.is_file() else ""
         segments = parse_segments(text)
+        if segments[self.copied:] and not self.target.is_dir():
+            self.target.mkdir(mode=0o755, parents=True)
         for _, uri in segments[self.copied:]:
             write_atomically(self.target / uri, (self.staged / uri).read_bytes())
         self.copied = len(segments)
@@ -206,8 +206,8 @@ def estimated_rung(rung_dir: Path) -> PublishedRung:
     rendition = BY_NAME[rung_dir.name]
     if media.height < rendition.height:
         rendition = small_source_rendition(media.height)
-    peak = math.ceil((rendition.maxrate_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
-    average = math.ceil((rendition.video_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
+    peak = round((rendition.maxrate_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
+    average = round((rendition.video_kbps + rendition.audio_kbps) * 1000 * TS_OVERHEAD)
     return PublishedRung(rung_dir.name, media.width, media.height, peak, average, codecs(media), complete=False)
 
 

@@ -48,6 +48,18 @@ def test_small_source_rung_keeps_its_height():
     ]
 
 
+def test_progressive_first_rung_encodes_faster_into_a_growing_playlist():
+    """The first rung: superfast, an EVENT playlist, segments renamed into place when whole; everything
+    else as in its plain rung command (same GOP: its segments start on the other rungs' frames)."""
+    expected = video(480, "main", "1400k", "1498k", "2100k", "50")
+    expected[expected.index("veryfast")] = "superfast"
+    assert rung_command(SOURCE, BY_NAME["480p"], fps=25, has_audio=True, demuxer="mov", progressive=True) == [
+        *HEAD, "-map", "0:v:0", "-map", "0:a:0", *expected, "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+        "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "event", "-hls_flags",
+        "independent_segments+temp_file", "-hls_segment_filename", "segment_%03d.ts", "index.m3u8",
+    ]
+
+
 def hls_into(directory):
     return ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags", "independent_segments",
             "-hls_segment_filename", f"{directory}/segment_%03d.ts", f"{directory}/index.m3u8"]

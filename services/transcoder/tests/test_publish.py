@@ -120,3 +120,71 @@ def test_video_lock_excludes_other_holders(tmp_path):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(tmp_path / publish.LOCK, "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+GROWING_HEAD = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:4", "#EXT-X-MEDIA-SEQUENCE:0"]
+
+
+def test_media_playlist_grows_as_event_and_ends_as_vod():
+    segments = [(4.0, "segment_000.ts"), (3.2, "segment_001.ts")]
+    assert publish.media_playlist(segments, finished=False).splitlines() == [
+        *GROWING_HEAD, "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-START:TIME-OFFSET=0",
+        "#EXTINF:4.000000,", "segment_000.ts", "#EXTINF:3.200000,", "segment_001.ts"]
+    assert publish.media_playlist(segments, finished=True).splitlines() == [
+        *GROWING_HEAD, "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXTINF:4.000000,", "segment_000.ts", "#EXTINF:3.200000,", "segment_001.ts", "#EXT-X-ENDLIST"]
+    # A longer segment (a source with a timestamp gap) raises the target duration, as HLS requires.
+    assert "#EXT-X-TARGETDURATION:7" in publish.media_playlist([(6.5, "segment_000.ts")], finished=False)
+
+
+def write_event(directory, count, finished=False):
+    """What ffmpeg's HLS muxer leaves in staging after `count` whole segments (and a partial one)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:EVENT"]
+    for index in range(count):
+        (directory / f"segment_{index:03d}.ts").write_bytes(bytes([index]) * 188)
+        lines += ["#EXTINF:4.000000,", f"segment_{index:03d}.ts"]
+    if not finished:
+        (directory / f"segment_{count:03d}.ts.tmp").write_bytes(b"partial")
+    (directory / "index.m3u8").write_text("\n".join(lines + (["#EXT-X-ENDLIST"] if finished else []) + [""]))
+
+
+def test_growing_rung_publishes_whole_segments_then_its_playlist(tmp_path):
+    video, staged = tmp_path / "hls" / "7", tmp_path / "staged"
+    growing = publish.GrowingRung(staged, video, "480p")
+    assert growing.sync() == 0 and not (video / "480p" / "index.m3u8").exists()  # ffmpeg wrote nothing yet
+    write_event(staged, 2)
+    assert growing.sync() == 2
+    rung = video / "480p"
+    assert sorted(path.name for path in rung.iterdir()) == ["index.m3u8", "segment_000.ts", "segment_001.ts"]
+    assert (rung / "segment_001.ts").read_bytes() == bytes([1]) * 188
+    playlist = (rung / "index.m3u8").read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in playlist and "#EXT-X-ENDLIST" not in playlist
+    assert publish.is_growing(video, "480p") and not publish.is_published(video, "480p")
+    write_event(staged, 3, finished=True)
+    assert growing.finish() == 3
+    playlist = (rung / "index.m3u8").read_text()
+    assert playlist == publish.media_playlist([(4.0, f"segment_{i:03d}.ts") for i in range(3)], finished=True)
+    assert publish.is_published(video, "480p") and not publish.is_growing(video, "480p")
+    assert stat.S_IMODE(rung.stat().st_mode) == 0o755
+    assert stat.S_IMODE((rung / "segment_002.ts").stat().st_mode) == 0o644
+
+
+def test_a_retry_never_takes_segments_away_from_players(tmp_path):
+    video = tmp_path / "hls" / "7"
+    first = publish.GrowingRung(tmp_path / "attempt-1", video, "480p")
+    write_event(tmp_path / "attempt-1", 3)
+    first.sync()
+    retry = publish.GrowingRung(tmp_path / "attempt-2", video, "480p")
+    write_event(tmp_path / "attempt-2", 1)
+    assert retry.sync() == 3
+    assert len(publish.playlist_segments(video / "480p" / "index.m3u8")) == 3
+    write_event(tmp_path / "attempt-2", 4)
+    assert retry.sync() == 4
+
+
+def test_finishing_needs_ffmpegs_finished_playlist(tmp_path):
+    staged = tmp_path / "staged"
+    write_event(staged, 2)
+    with pytest.raises(ValueError, match="not finished"):
+        publish.GrowingRung(staged, tmp_path / "hls" / "7", "480p").finish()

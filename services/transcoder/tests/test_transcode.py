@@ -56,6 +56,40 @@ def test_360p_rung_of_a_2_second_clip(tmp_path, clip_360p):
         video / "master.m3u8").read_text()
 
 
+def test_progressive_rung_is_playable_while_it_encodes(tmp_path, make_clip):
+    """A real ffmpeg: the published playlist grows by whole segments (each one a readable MPEG-TS) while
+    ffmpeg runs, the master lists the growing rung with a bandwidth from its settings, and the finished
+    rung is a VOD playlist measured like any other."""
+    source = make_clip(tmp_path / "twenty.mp4", 854, 480, 20)
+    video, rendition = tmp_path / "hls" / "2", BY_NAME["480p"]
+    media = probe_source(source)
+    command = ffmpeg.rung_command(source, rendition, media.fps, media.has_audio, demuxer=media.demuxer,
+                                  progressive=True)
+    seen = []
+    with publish.staging_dir(video, "480p") as staged:
+        growing = publish.GrowingRung(staged, video, "480p")
+
+        def on_seconds(seconds):
+            published = growing.sync()
+            if published and publish.is_growing(video, "480p"):
+                segments = publish.playlist_segments(video / "480p" / "index.m3u8")
+                assert len(segments) == published
+                probe_output(video / "480p" / segments[-1][1])  # whole: it parses
+                seen.append(published)
+
+        ffmpeg.run(command, LIMITS, cwd=staged, on_seconds=on_seconds)
+        [entry] = publish.update_master(video)
+        assert growing.finish() == 5
+    assert seen, "the rung was never published while ffmpeg ran"
+    assert entry.name == "480p" and (entry.width, entry.height) == (854, 480)
+    assert entry.bandwidth == round((1498 + 128) * 1000 * publish.TS_OVERHEAD) and not entry.complete
+    assert publish.is_published(video, "480p")
+    assert sorted(path.name for path in (video / "480p").iterdir()) == \
+        ["index.m3u8"] + [f"segment_{i:03d}.ts" for i in range(5)]
+    [measured] = publish.update_master(video)
+    assert measured.complete and measured.bandwidth != entry.bandwidth
+
+
 def test_keyframe_every_two_seconds_and_4_second_segments(tmp_path, make_clip):
     source = make_clip(tmp_path / "five.mp4", 320, 180, 5, rate=30)
     video = tmp_path / "hls" / "2"
