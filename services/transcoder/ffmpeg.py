@@ -141,6 +141,32 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
     return command
 
 
+def chunk_command(source: Path, rendition: Rendition, fps: float, start: float, seconds: float | None,
+                  output: Path, *, demuxer: str) -> list[str]:
+    """The video of one chunk of the source, [start, start + seconds) (to the end without `seconds`), as
+    one rung encodes it, into an MPEG-TS file. Chunks start on multiples of KEYFRAME_SECONDS (counted in
+    source frames, as the GOP), so their keyframes fall on the frames of an encode of the whole source."""
+    length = ["-t", f"{seconds:g}"] if seconds is not None else []
+    return [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
+            *length, "-map", "0:v:0", "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
+            "-f", SEGMENT_DEMUXER, "-y", str(output)]
+
+
+def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str) -> list[str]:
+    """The audio of the whole source, encoded once (one AAC encoder: no priming gaps at chunk joins)."""
+    return [*COMMON, *input_options(demuxer), "-i", input_url(source), "-map", "0:a:0", "-vn",
+            *audio_options(rendition, True), "-f", SEGMENT_DEMUXER, "-y", str(output)]
+
+
+def join_command(chunk_list: Path, audio: Path | None, directory: Path) -> list[str]:
+    """One rung from its chunks (the concat demuxer over our own list of our own files, names relative to
+    it) and the whole-source audio, stream-copied (no re-encode) into an HLS rung in `directory`:
+    timestamps continue across chunks, segments start on the same frames as every other rung's."""
+    audio_input = [*input_options(SEGMENT_DEMUXER), "-i", input_url(audio)] if audio else []
+    return [*COMMON, "-protocol_whitelist", "file", "-f", "concat", "-i", input_url(chunk_list), *audio_input,
+            "-map", "0:v:0", *(["-map", "1:a:0"] if audio else []), "-c", "copy", *hls_options(directory)]
+
+
 def thumbnail_command(source: Path, output: Path, at_seconds: float, *, demuxer: str) -> list[str]:
     """One JPEG frame at `at_seconds`, at most THUMBNAIL_MAX_HEIGHT high, aspect kept."""
     return [

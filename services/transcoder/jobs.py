@@ -5,10 +5,13 @@ deterministic job ids (`video-<id>-<rung>`, `video-<id>-rest`, `video-<id>-thumb
 prepare does not duplicate work. Every job first asks the catalog whether the video still exists and
 stops quietly if not.
 
-`TRANSCODE_MODE` (read by the worker that runs `prepare_video`) chooses how the ladder is cut into jobs:
-- `split` (default): the first rung alone, then every other rung in one job running one ffmpeg that
-  decodes the source once (a split filter graph). Least CPU: fastest whole ladder on a few cores.
-- `rungs`: one job per rung. Scales across many workers on several machines.
+How the ladder is cut into jobs (docs/performance.md has the measurements):
+- The first rung: one job, published while it encodes (`transcode_rung(progressive=True)`).
+- The rest of a source of one chunk (`ladder.CHUNK_SECONDS`) or less: one job running one ffmpeg that
+  decodes the source once (a split filter graph): least CPU.
+- The rest of a longer source: chunk x rung jobs any worker on any host can take (`transcode_chunk`), the
+  audio once per audio bit rate for the whole source (`encode_audio`), and per rung a join job that
+  depends on them (`join_rung`): a stream copy into one continuous HLS rung. A killed worker loses one chunk.
 """
 from __future__ import annotations
 
@@ -46,18 +49,10 @@ THUMBNAIL_TIMEOUT_SECONDS = 180
 FIRST_PLAYABLE_SEGMENTS = 2
 THUMBNAIL_POSITION = 0.15  # a representative frame: past intros and black openings, well before the end
 PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-MODES = ("split", "rungs")
-# The split job yields the cores to first rungs (its own video's and others'): what a viewer waits for.
-SPLIT_NICENESS = 10
-DEFAULT_MODE = "split"
-
-
-def transcode_mode() -> str:
-    """`TRANSCODE_MODE` from the environment; an unknown value is a configuration error."""
-    mode = os.environ.get("TRANSCODE_MODE", "").strip() or DEFAULT_MODE
-    if mode not in MODES:
-        raise ValueError(f"TRANSCODE_MODE must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode
+# The rest of the ladder yields the cores to first rungs (its own video's and others'): what a viewer waits for.
+REST_NICENESS = 10
+AUDIO_TIMEOUT_FACTOR = 0.5
+JOIN_TIMEOUT_FACTOR = 0.2
 
 
 def _context(video_id: int) -> tuple[Settings, CatalogClient, Path]:
@@ -129,7 +124,7 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         catalog.report_probe(video_id, round(media.duration, 3), media.width, media.height, media.has_audio,
                              [rung.name for rung in rungs])
         enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
-                       transcode_mode(), settings.transcode_job_timeout_seconds)
+                       settings.transcode_job_timeout_seconds)
 
 
 def rung_job_id(video_id: int, rung: str) -> str:
@@ -138,6 +133,18 @@ def rung_job_id(video_id: int, rung: str) -> str:
 
 def rest_job_id(video_id: int) -> str:
     return f"video-{video_id}-rest"
+
+
+def chunk_job_id(video_id: int, rung: str, index: int) -> str:
+    return f"video-{video_id}-{rung}-chunk-{index}"
+
+
+def audio_job_id(video_id: int, audio_kbps: int) -> str:
+    return f"video-{video_id}-audio-{audio_kbps}k"
+
+
+def join_job_id(video_id: int, rung: str) -> str:
+    return f"video-{video_id}-{rung}-join"
 
 
 def thumbnail_job_id(video_id: int) -> str:
@@ -154,10 +161,10 @@ def _enqueue_once(queue: Queue, job_id: str, function, **options) -> Job | None:
 
 
 def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.SourceMedia,
-                   rungs: list[ladder.Rendition], mode: str = DEFAULT_MODE,
-                   max_timeout: int | None = None) -> list[Job]:
-    """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest:
-    one job per rung from small to large (`rungs`), or one job for all of them (`split`).
+                   rungs: list[ladder.Rendition], max_timeout: int | None = None) -> list[Job]:
+    """The first rung (published while it encodes), then the thumbnail (cheap, so the video is listed with
+    its picture), then the rest: one split job for a source of one chunk, else chunk x rung jobs, the
+    audio and one join job per rung (module docstring).
 
     Every job's timeout grows with the duration but never beyond `max_timeout` (default: the setting)."""
     max_timeout = max_timeout or Settings.from_env().transcode_job_timeout_seconds
@@ -190,11 +197,45 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
         )
 
     jobs = [rung_job(rungs[0], progressive=True), thumbnail_job()]
-    if mode == "rungs":
-        jobs += [rung_job(rendition) for rendition in rungs[1:]]
-    elif rungs[1:]:
+    chunks = ladder.chunks(media.duration)
+    if len(chunks) == 1 and rungs[1:]:
         jobs.append(rest_job(rungs[1:]))
+    elif rungs[1:]:
+        jobs += enqueue_chunked(queue, video_id, media, rungs[1:], chunks, source_kwargs, bounded)
     return [job for job in jobs if job is not None]
+
+
+def enqueue_chunked(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
+                    chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded) -> list[Job | None]:
+    """Chunk x rung jobs (chunk by chunk, so every rung advances), the audio once per audio bit rate, then
+    per rung a join job deferred until its chunks and its audio are done."""
+    directory = publish.video_dir(Settings.from_env().media_dir, video_id)
+    for rendition in renditions:  # their audio stays until the last of them is joined
+        publish.chunk_dir(directory, rendition.name).mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for index, (start, seconds) in enumerate(chunks):
+        length = seconds if seconds is not None else media.duration - start
+        for rendition in renditions:
+            jobs.append(_enqueue_once(
+                queue, chunk_job_id(video_id, rendition.name, index), transcode_chunk,
+                args=(video_id, rendition.name, index, start, seconds), kwargs=source_kwargs,
+                job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * length)))
+    audio_rates = sorted({rendition.audio_kbps for rendition in renditions}) if media.has_audio else []
+    for audio_kbps in audio_rates:
+        users = [rendition.name for rendition in renditions if rendition.audio_kbps == audio_kbps]
+        jobs.append(_enqueue_once(
+            queue, audio_job_id(video_id, audio_kbps), encode_audio, args=(video_id, audio_kbps, users),
+            kwargs={"source_path": source_kwargs["source_path"], "source_height": media.height,
+                    "demuxer": media.demuxer},
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + AUDIO_TIMEOUT_FACTOR * media.duration)))
+    for rendition in renditions:
+        needs = [chunk_job_id(video_id, rendition.name, index) for index in range(len(chunks))]
+        needs += [audio_job_id(video_id, rendition.audio_kbps)] if media.has_audio else []
+        jobs.append(_enqueue_once(
+            queue, join_job_id(video_id, rendition.name), join_rung, args=(video_id, rendition.name, len(chunks)),
+            kwargs={"source_height": media.height, "has_audio": media.has_audio}, depends_on=needs,
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + JOIN_TIMEOUT_FACTOR * media.duration)))
+    return jobs
 
 
 def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], duration: float):
@@ -277,12 +318,67 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
                 command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio, demuxer=demuxer)
                 on_seconds = progress_reporter(catalog, video_id, [rendition.name for rendition in missing], duration)
                 ffmpeg.run(command, ResourceLimits.from_settings(settings), on_seconds=on_seconds,
-                           niceness=SPLIT_NICENESS)
+                           niceness=REST_NICENESS)
                 for rendition, staged in outputs:
                     publish.publish_rung(staged, directory, rendition.name)
             for rendition in missing:
                 metrics.count_segments(rendition.name, directory / rendition.name)
         report_renditions(catalog, video_id, directory, rungs)
+
+
+def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds: float | None, source_path: str,
+                    source_height: int, duration: float, fps: float, has_audio: bool, demuxer: str) -> None:
+    """Encode the video of one chunk of the source for one rung into `.chunks/<rung>/chunk_NNNN.ts`
+    (whole or not at all); a chunk already there is not encoded again. Reports the rung's progress as the
+    share of its chunks done (never backwards: chunks only get added)."""
+    settings, catalog, directory = _context(video_id)
+    with stop_if_video_gone(catalog, video_id, directory):
+        catalog.video(video_id)
+        target = publish.chunk_path(directory, rung, index)
+        if not publish.is_published(directory, rung) and not target.is_file():
+            rendition = ladder.rendition_for(rung, source_height)
+            length = seconds if seconds is not None else duration - start
+            with metrics.encoding([rung], length), publish.whole_file(target) as staged:
+                ffmpeg.run(ffmpeg.chunk_command(Path(source_path), rendition, fps, start, seconds, staged,
+                                                demuxer=demuxer),
+                           ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
+        chunks = ladder.chunks(duration)
+        done = sum((length if length is not None else duration - begin)
+                   for number, (begin, length) in enumerate(chunks)
+                   if publish.chunk_path(directory, rung, number).is_file())
+        catalog.report_progress(video_id, rung, percent_done(done, duration))
+
+
+def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: str, source_height: int,
+                 demuxer: str) -> None:
+    """The audio of the whole source at `audio_kbps`, once, for the chunked rungs `rungs` to join."""
+    settings, catalog, directory = _context(video_id)
+    with stop_if_video_gone(catalog, video_id, directory):
+        catalog.video(video_id)
+        target = publish.audio_path(directory, audio_kbps)
+        if not target.is_file() and not all(publish.is_published(directory, rung) for rung in rungs):
+            rendition = ladder.rendition_for(rungs[0], source_height)
+            with publish.whole_file(target) as staged:
+                ffmpeg.run(ffmpeg.audio_command(Path(source_path), rendition, staged, demuxer=demuxer),
+                           ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
+
+
+def join_rung(video_id: int, rung: str, chunk_count: int, source_height: int, has_audio: bool) -> None:
+    """Join a rung's chunks and the whole-source audio (stream copy, no re-encode) into one HLS rung,
+    publish it, rewrite master.m3u8 and report it; then drop its chunks."""
+    settings, catalog, directory = _context(video_id)
+    with stop_if_video_gone(catalog, video_id, directory):
+        catalog.video(video_id)
+        if not publish.is_published(directory, rung):
+            rendition = ladder.rendition_for(rung, source_height)
+            listing = publish.chunk_list(directory, rung, chunk_count)
+            audio = publish.audio_path(directory, rendition.audio_kbps) if has_audio else None
+            with publish.staging_dir(directory, rung) as staged:
+                ffmpeg.run(ffmpeg.join_command(listing, audio, staged), ResourceLimits.from_settings(settings))
+                publish.publish_rung(staged, directory, rung)
+            metrics.count_segments(rung, directory / rung)
+        report_renditions(catalog, video_id, directory, [rung])
+        publish.remove_chunks(directory, rung)
 
 
 def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, rungs: list[str]) -> None:
@@ -322,8 +418,10 @@ def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: st
 
 def job_rungs(job: Job) -> list[str]:
     """The rungs a job encodes (none for prepare and thumbnail jobs)."""
-    if job.func_name.endswith("transcode_rung"):
+    if job.func_name.endswith(("transcode_rung", "transcode_chunk", "join_rung")):
         return [job.args[1]]
+    if job.func_name.endswith("encode_audio"):
+        return list(job.args[2])
     if job.func_name.endswith("transcode_split"):
         return list(job.args[1])
     return []

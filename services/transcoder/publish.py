@@ -28,6 +28,7 @@ MASTER = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
+CHUNKS = ".chunks"  # chunk jobs' outputs until their rungs are joined: <rung>/chunk_0000.ts, audio_128k.ts
 # avc1.PPCCLL: profile_idc and constraint flags as x264 writes them, per ffprobe profile name.
 AVC_PROFILES = {"Constrained Baseline": "42c0", "Main": "4d40", "High": "6400"}
 AAC_LC = "mp4a.40.2"
@@ -94,6 +95,52 @@ def publish_rung(staged: Path, directory: Path, rung: str) -> bool:
             return False
         raise
     return True
+
+
+def chunk_dir(directory: Path, rung: str) -> Path:
+    return directory / CHUNKS / rung
+
+
+def chunk_path(directory: Path, rung: str, index: int) -> Path:
+    return chunk_dir(directory, rung) / f"chunk_{index:04d}.ts"
+
+
+def audio_path(directory: Path, audio_kbps: int) -> Path:
+    return directory / CHUNKS / f"audio_{audio_kbps}k.ts"
+
+
+@contextlib.contextmanager
+def whole_file(target: Path) -> Iterator[Path]:
+    """A temporary name beside `target` to write to; renamed to `target` when the block succeeds, so
+    `target` exists only whole (a killed job leaves at most a temporary file its retry overwrites)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f"{TMP_PREFIX}{target.name}")
+    try:
+        yield staged
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def chunk_list(directory: Path, rung: str, count: int) -> Path:
+    """The concat demuxer's list of a rung's chunks (names relative to it), in order; every one must exist."""
+    folder = chunk_dir(directory, rung)
+    names = [chunk_path(directory, rung, index).name for index in range(count)]
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"chunks missing for {rung}: {', '.join(missing)}")
+    listing = folder / "chunks.txt"
+    write_atomically(listing, "".join(f"file '{name}'\n" for name in names).encode())
+    return listing
+
+
+def remove_chunks(directory: Path, rung: str) -> None:
+    """A joined rung's chunks go; the audio files too once no rung waits for them (no chunk folder left)."""
+    with video_lock(directory):
+        shutil.rmtree(chunk_dir(directory, rung), ignore_errors=True)
+        chunks = directory / CHUNKS
+        if chunks.is_dir() and not any(path.is_dir() for path in chunks.iterdir()):
+            shutil.rmtree(chunks, ignore_errors=True)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
