@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, gop_frames, probe_command, rung_command, split_command,
-                                        thumbnail_command)
+from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, audio_command, chunk_command, gop_frames, join_command,
+                                        probe_command, rung_command, split_command, thumbnail_command)
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 
 SOURCE = Path("/media/originals/7/clip.mp4")
@@ -133,3 +133,35 @@ def test_no_demuxer_that_opens_other_files_or_urls_is_accepted():
     openers = {"hls", "dash", "concat", "image2", "image2pipe", "srt", "ass", "webvtt", "tty", "data", "lavfi",
                "mpjpeg", "sdp", "rtsp", "rtp", "ffmetadata", "subviewer", "jacosub"}
     assert not openers & set(SOURCE_DEMUXERS)
+
+
+def test_chunk_command_encodes_one_stretch_of_video_like_its_rung():
+    command = chunk_command(SOURCE, BY_NAME["720p"], 25, 60, 60, Path("/m/.chunks/720p/.tmp-chunk_0001.ts"),
+                            demuxer="mov")
+    assert command == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
+        "-ss", "60", "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
+        "-t", "60", "-map", "0:v:0", *video(720, "high", "2800k", "2996k", "4200k", "50"),
+        "-f", "mpegts", "-y", "/m/.chunks/720p/.tmp-chunk_0001.ts",
+    ]
+    last = chunk_command(SOURCE, BY_NAME["720p"], 25, 120, None, Path("c.ts"), demuxer="mov")
+    assert "-t" not in last and last[last.index("-ss") + 1] == "120"
+
+
+def test_audio_is_encoded_once_for_the_whole_source():
+    assert audio_command(SOURCE, BY_NAME["1080p"], Path("/m/audio_192k.ts"), demuxer="mov") == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
+        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "192k", "-ac", "2", "-f", "mpegts", "-y", "/m/audio_192k.ts",
+    ]
+
+
+@pytest.mark.parametrize("audio", [Path("/m/.chunks/audio_128k.ts"), None])
+def test_join_copies_chunks_and_audio_into_one_hls_rung(audio):
+    command = join_command(Path("/m/.chunks/720p/chunks.txt"), audio, Path("/m/.tmp-720p-x"))
+    audio_input = ["-protocol_whitelist", "file", "-f", "mpegts", "-i", f"file:{audio}"] if audio else []
+    assert command == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-protocol_whitelist", "file", "-f", "concat", "-i", "file:/m/.chunks/720p/chunks.txt", *audio_input,
+        "-map", "0:v:0", *(["-map", "1:a:0"] if audio else []), "-c", "copy", *hls_into("/m/.tmp-720p-x"),
+    ]
