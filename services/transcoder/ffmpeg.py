@@ -2,8 +2,10 @@
 
 Every rung is built from a row of `ladder.RENDITIONS`: alone by `rung_command`, or several at once (one
 decode, a split filter graph, one HLS output per rung) by `split_command`, with the same per-rung options.
-All rungs share the same GOP (a keyframe every 2 s counted in source frames, no scene-cut keyframes), so
-their 4-second segments start on the same frames and a player can switch between rungs at any segment boundary.
+All rungs share the same keyframes: forced on the first frame at or after every 2 s of source time (no
+scene-cut keyframes), so their 4-second segments start on the same frames and a player can switch between
+rungs at any segment boundary; a chunk of the source starting on a multiple of 2 s gets the same keyframes
+as an encode of the whole source, even when the source's frames are irregularly spaced.
 
 Uploads are hostile: every command reading one allows the `file` protocol only and forces the demuxer
 that `probe.probe_source` detected among `SOURCE_DEMUXERS` (containers that never open another file or a
@@ -75,15 +77,21 @@ def gop_frames(fps: float) -> int:
     return max(1, round(fps * KEYFRAME_SECONDS))
 
 
+def keyframe_expression() -> str:
+    """A keyframe on the first frame whose time (seconds since the start of the input) reaches the next
+    multiple of KEYFRAME_SECONDS."""
+    return f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})"
+
+
 def video_options(rendition: Rendition, fps: float, preset: str = X264_PRESET) -> list[str]:
     """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command
     (the progressive first rung only encodes faster: `preset`)."""
-    gop = str(gop_frames(fps))
     return [
         "-c:v", "libx264", "-preset", preset, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
         "-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k",
         "-bufsize", f"{rendition.bufsize_kbps}k",
-        "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+        # x264 itself never adds a keyframe before the forced ones (keyint: twice their spacing).
+        "-force_key_frames", keyframe_expression(), "-g", str(2 * gop_frames(fps)), "-sc_threshold", "0",
         # Frames keep their timestamps: a gap of hours between two frames stays a gap, never hours of
         # duplicated frames to encode.
         "-fps_mode", "passthrough",
@@ -143,12 +151,13 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
 
 def chunk_command(source: Path, rendition: Rendition, fps: float, start: float, seconds: float | None,
                   output: Path, *, demuxer: str) -> list[str]:
-    """The video of one chunk of the source, [start, start + seconds) (to the end without `seconds`), as
-    one rung encodes it, into an MPEG-TS file. Chunks start on multiples of KEYFRAME_SECONDS (counted in
-    source frames, as the GOP), so their keyframes fall on the frames of an encode of the whole source."""
-    length = ["-t", f"{seconds:g}"] if seconds is not None else []
+    """The video of one chunk of the source, frames with times in [start, start + seconds) (to the end
+    without `seconds`), as one rung encodes it, into an MPEG-TS file. The seek keeps frames from `start` on
+    and `trim` drops them from `start + seconds` on: each frame lands in exactly one chunk. Chunks start on
+    multiples of KEYFRAME_SECONDS, so their keyframes fall on the frames of an encode of the whole source."""
+    trim = f"trim=end={seconds:g}," if seconds is not None else ""
     return [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
-            *length, "-map", "0:v:0", "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
+            "-map", "0:v:0", "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps),
             "-f", SEGMENT_DEMUXER, "-y", str(output)]
 
 

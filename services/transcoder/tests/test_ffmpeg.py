@@ -18,7 +18,8 @@ HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags",
 def video(height, profile, rate, maxrate, bufsize, gop):
     return ["-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", profile,
             "-pix_fmt", "yuv420p", "-b:v", rate, "-maxrate", maxrate, "-bufsize", bufsize,
-            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-fps_mode", "passthrough"]
+            "-force_key_frames", "expr:gte(t,n_forced*2)", "-g", str(2 * int(gop)), "-sc_threshold", "0",
+            "-fps_mode", "passthrough"]
 
 
 @pytest.mark.parametrize("rung, expected_video, audio_rate", [
@@ -135,17 +136,23 @@ def test_no_demuxer_that_opens_other_files_or_urls_is_accepted():
     assert not openers & set(SOURCE_DEMUXERS)
 
 
+def trimmed(options, trim):
+    options = list(options)
+    options[1] = trim + options[1]
+    return options
+
+
 def test_chunk_command_encodes_one_stretch_of_video_like_its_rung():
     command = chunk_command(SOURCE, BY_NAME["720p"], 25, 60, 60, Path("/m/.chunks/720p/.tmp-chunk_0001.ts"),
                             demuxer="mov")
     assert command == [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
         "-ss", "60", "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
-        "-t", "60", "-map", "0:v:0", *video(720, "high", "2800k", "2996k", "4200k", "50"),
+        "-map", "0:v:0", *trimmed(video(720, "high", "2800k", "2996k", "4200k", "50"), "trim=end=60,"),
         "-f", "mpegts", "-y", "/m/.chunks/720p/.tmp-chunk_0001.ts",
     ]
     last = chunk_command(SOURCE, BY_NAME["720p"], 25, 120, None, Path("c.ts"), demuxer="mov")
-    assert "-t" not in last and last[last.index("-ss") + 1] == "120"
+    assert last[last.index("-vf") + 1] == "scale=-2:720" and last[last.index("-ss") + 1] == "120"
 
 
 def test_audio_is_encoded_once_for_the_whole_source():
