@@ -174,9 +174,16 @@ def run(context) -> dict:
         use_workers(stack, len(stack.transcoder_names()))
         for minutes in FIRST_PLAY_MINUTES:
             first_plays.append(first_play(context, long_source(minutes), minutes))
+            print(f"  first play, {minutes} min: {first_plays[-1]['first_playable_s']:.1f} s", flush=True)
         source = long_source(LADDER_MINUTES)
         split = run_split(source, stack.var_dir / "bench" / "split")
-        pipelines = {workers: run_pipeline(context, source, workers) for workers in (1, 2)}
+        print(f"  split: {split['ladder_s']:.1f} s, CPU {split['cpu_s']:.0f} s", flush=True)
+        pipelines = {}
+        for workers in (2, 1):
+            pipelines[workers] = run_pipeline(context, source, workers)
+            print(f"  pipeline, {workers} worker(s): first play {pipelines[workers]['first_playable_s']:.1f} s, "
+                  f"ladder {pipelines[workers]['ladder_s']:.1f} s, CPU {pipelines[workers]['cpu_s']:.0f} s, "
+                  f"jobs {pipelines[workers]['jobs']}", flush=True)
     finally:
         use_workers(stack, len(stack.transcoder_names()))
     seconds = LADDER_MINUTES * 60
