@@ -15,7 +15,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from services.transcoder.jobs import DEFAULT_MODE
 from videoflix_shared.config import Settings
 from videoflix_shared.storage import storage_from_settings
 
@@ -72,11 +71,10 @@ def upload_into_s3(context) -> dict:
 
 def run(context) -> dict:
     source = make_clip(CLIP_SECONDS, 1920, 1080)
-    mode = context.stack.env.get("TRANSCODE_MODE") or DEFAULT_MODE
-    local = run_pipeline(context, source, mode, 1)
+    local = run_pipeline(context, source, 1)
     stack = s3_stack(context)
     seaweedfs_cpu_before = tree_cpu_seconds(stack.pid("seaweedfs"))
-    on_s3 = run_pipeline(context, source, mode, 1)
+    on_s3 = run_pipeline(context, source, 1)
     seaweedfs_cpu = tree_cpu_seconds(stack.pid("seaweedfs")) - seaweedfs_cpu_before
     upload = upload_into_s3(context)
     boto3_rss, bare_rss = peak_rss_of(BOTO3_IMPORT), peak_rss_of(BARE_PYTHON)
@@ -95,7 +93,7 @@ def run(context) -> dict:
             "detail": f"{peak['tree_rss'] / 2**20:.0f} MiB (PSS {peak['tree_pss'] / 2**20:.0f}), "
                       f"idle {idle['tree_rss'] / 2**20:.0f} MiB"},
     }
-    print_table(f"Ladder of a {CLIP_SECONDS} s 1080p clip ({mode}, 1 worker), local disk vs S3",
+    print_table(f"Ladder of a {CLIP_SECONDS} s 1080p clip (1 worker), local disk vs S3",
                 ["variant", "whole ladder s", "CPU s", "CPU overhead"], rows)
     print_table("Upload: 1 GiB into S3", ["seconds", "MiB/s", "catalog RSS MiB", "catalog PSS MiB", "idle RSS MiB"],
                 [[upload["seconds"], SIZE / 2**20 / upload["seconds"], peak["tree_rss"] / 2**20,
@@ -103,7 +101,7 @@ def run(context) -> dict:
     print(f"  importing boto3 (and making a client): peak RSS {boto3_rss / 2**20:.0f} MiB, "
           f"a bare interpreter {bare_rss / 2**20:.0f} MiB (+{(boto3_rss - bare_rss) / 2**20:.0f} MiB per process)")
     print_checks(checks)
-    data = {"clip_seconds": CLIP_SECONDS, "mode": mode, "local": local, "s3": on_s3,
+    data = {"clip_seconds": CLIP_SECONDS, "local": local, "s3": on_s3,
             "seaweedfs_cpu_s": seaweedfs_cpu, "cpu_overhead": overhead,
             "cpu_ratio_s3_over_local": ratio(on_s3["cpu_s"], local["cpu_s"]), "upload": upload,
             "boto3_import_rss_bytes": boto3_rss, "bare_python_rss_bytes": bare_rss, "checks": checks}

@@ -68,6 +68,47 @@ def test_360p_rung_of_a_2_second_clip(tmp_path, clip_360p):
         video / "master.m3u8").read_text()
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_progressive_rung_is_playable_while_it_encodes(tmp_path, make_clip, backend, request):
+    """A real ffmpeg: the published playlist grows by whole segments (each one a readable MPEG-TS) while
+    ffmpeg runs, the master lists the growing rung with a bandwidth from its settings, and the finished
+    rung is a VOD playlist measured like any other; on local disk and in S3."""
+    source = make_clip(tmp_path / "twenty.mp4", 854, 480, 20)
+    rendition, work = BY_NAME["480p"], scratch(tmp_path / "hls" / "2")
+    if backend == "local":
+        storage = LocalStorage(tmp_path)
+    else:
+        storage = request.getfixturevalue("seaweedfs").storage()
+        storage.delete_prefix("")
+    media = probe_source(source)
+    command = ffmpeg.rung_command(source, rendition, media.fps, media.has_audio, demuxer=media.demuxer,
+                                  progressive=True)
+    seen = []
+    with publish.staging_dir(work, "480p") as staged:
+        growing = publish.GrowingRung(storage, staged, 2, "480p")
+
+        def on_seconds(seconds):
+            published = growing.sync()
+            if published and publish.is_growing(storage, 2, "480p"):
+                segments = publish.playlist_segments(storage.get("hls/2/480p/index.m3u8").decode())
+                assert len(segments) == published
+                with storage.local_copy(f"hls/2/480p/{segments[-1][1]}", work) as segment:
+                    probe_output(segment)  # whole: it parses
+                seen.append(published)
+
+        ffmpeg.run(command, LIMITS, cwd=staged, on_seconds=on_seconds)
+        [entry] = publish.update_master(storage, 2, work)
+        assert growing.finish() == 5
+    assert seen, "the rung was never published while ffmpeg ran"
+    assert entry.name == "480p" and (entry.width, entry.height) == (854, 480)
+    assert entry.bandwidth == round((1498 + 128) * 1000 * publish.TS_OVERHEAD) and not entry.complete
+    assert publish.is_published(storage, 2, "480p")
+    assert [item.key for item in storage.list("hls/2/480p/")] == \
+        ["hls/2/480p/index.m3u8"] + [f"hls/2/480p/segment_{i:03d}.ts" for i in range(5)]
+    [measured] = publish.update_master(storage, 2, work)
+    assert measured.complete and measured.bandwidth != entry.bandwidth
+
+
 def test_keyframe_every_two_seconds_and_4_second_segments(tmp_path, make_clip):
     source = make_clip(tmp_path / "five.mp4", 320, 180, 5, rate=30)
     video = tmp_path / "hls" / "2"
