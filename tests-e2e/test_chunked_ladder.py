@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STACK_ENV, generate_clip
+from conftest import STACK_ENV, STORAGE, generate_clip
 from test_pipeline import complete, fetch, segment_list, upload, wait_for, PLAYLIST_TYPE
 
 SOURCE_SECONDS = 130  # 60 + 60 + 10: three chunks, the last one shorter
@@ -65,7 +65,16 @@ def test_chunked_ladder_is_continuous_and_its_rungs_switch_on_the_same_frames(lo
                                                                                tmp_path):
     client = logged_in_client
     video = upload(client, long_source, title="Chunked ladder")
+    # Chunks travel through the media storage (no shared disk), under a prefix the gateway never routes.
+    chunks = f"hls/{video['id']}/.chunks/"
+    def chunk_keys(_=None) -> list[str]:
+        return [item.key for item in STORAGE.list(chunks) if item.key.endswith(".ts")]
+
+    wait_for(client, video["id"], chunk_keys, timeout=600)
+    for key in chunk_keys()[:2]:
+        assert client.get(f"video/{key.removeprefix('hls/')}").status_code == 404, key
     detail = wait_for(client, video["id"], complete, timeout=600)
+    assert STORAGE.list(chunks) == []  # dropped once every rung is joined
     assert [rendition["rung"] for rendition in detail["renditions"]] == list(RUNGS)
     assert detail["progress"] == 100
 
