@@ -371,8 +371,10 @@ def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds:
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
+        if publish.is_published(storage, video_id, rung):  # joined already (a repeated prepare): nothing to do
+            return
         key = publish.chunk_key(video_id, rung, index)
-        if not storage.exists(key) and not publish.is_published(storage, video_id, rung):
+        if not storage.exists(key):
             rendition = ladder.rendition_for(rung, source_height)
             length = seconds if seconds is not None else duration - start
             staged = scratch / Path(key).name
