@@ -110,6 +110,24 @@ def test_media_comes_out_of_the_bucket_with_the_local_headers(gateway):
         assert response.headers["Vary"] == "Origin"
 
 
+def test_a_growing_playlist_is_never_reused_unchecked(gateway, s3):
+    """The transcoder stores a growing rung's playlist with `Cache-Control: no-cache` (as the streamer
+    answers on local disk); once finished it is stored without, and may be reused a few seconds."""
+    key = "hls/5/720p/index.m3u8"
+    s3.client().put_object(Bucket=BUCKET, Key=key, Body=PLAYLIST.encode(), CacheControl="no-cache")
+    try:
+        for _ in range(2):  # from S3, then out of the gateway's cache: the same
+            response = get(gateway, "5/720p/index.m3u8")
+            assert response.status_code == 200 and response.headers["Cache-Control"] == "no-cache"
+        s3.client().put_object(Bucket=BUCKET, Key=key, Body=PLAYLIST.encode() + b"#EXT-X-ENDLIST\n")
+        time.sleep(2.5)  # the gateway keeps playlists 1 s (nginx counts whole seconds)
+        response = get(gateway, "5/720p/index.m3u8")
+        assert response.text.endswith("#EXT-X-ENDLIST\n")
+        assert response.headers["Cache-Control"] == "private, max-age=5"
+    finally:
+        s3.client().delete_object(Bucket=BUCKET, Key=key)
+
+
 def test_headers_match_local_mode(gateway, workdir):
     """The same media from local disk (the streamer's X-Accel-Redirect) and from S3: the same headers."""
     (workdir / "local").mkdir()

@@ -43,6 +43,9 @@ CHUNKS_PENDING = "pending"
 AVC_PROFILES = {"Constrained Baseline": "42c0", "Main": "4d40", "High": "6400"}
 AAC_LC = "mp4a.40.2"
 ENDLIST = "#EXT-X-ENDLIST"
+# A growing playlist gains a segment every few seconds: players must ask again every time (in S3 the
+# object carries it and the gateway passes it on; on local disk the streamer reads the playlist).
+GROWING_CACHE_CONTROL = "no-cache"
 # MPEG-TS and PES headers on top of the encoders' bit rates: a growing rung's BANDWIDTH until measured.
 TS_OVERHEAD = 1.1
 
@@ -211,7 +214,8 @@ class GrowingRung:
         if finished and not is_finished(text):
             raise ValueError(f"{playlist} is not finished")
         if finished or len(segments) > self.published:
-            self.storage.put_bytes(f"{self.prefix}/{PLAYLIST}", media_playlist(segments, finished).encode())
+            self.storage.put_bytes(f"{self.prefix}/{PLAYLIST}", media_playlist(segments, finished).encode(),
+                                   cache_control=None if finished else GROWING_CACHE_CONTROL)
             self.published = len(segments)
         return self.published
 

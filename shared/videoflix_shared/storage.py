@@ -65,7 +65,9 @@ class Storage(ABC):
     def put_file(self, key: str, path: Path) -> None: ...
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+        """`cache_control`: stored with an S3 object (the gateway passes `no-cache` on to players: a
+        growing playlist); on local disk the streamer decides from the file."""
 
     @abstractmethod
     def writer(self, key: str) -> "Writer":
@@ -202,7 +204,7 @@ class LocalStorage(Storage):
         with open(path, "rb") as source:
             self.put_stream(key, source)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
         writer = self.writer(key)
         writer.write(data)
         writer.commit()
@@ -397,9 +399,10 @@ class S3Storage(Storage):
             self.client.upload_file(str(path), self.bucket, key, Config=self.transfer,
                                     ExtraArgs={"ContentType": content_type(key)})
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
         with _unavailable(f"uploading {key}"):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key))
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key), **extra)
 
     def writer(self, key: str) -> Writer:
         return S3Writer(self, key)
