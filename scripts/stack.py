@@ -211,7 +211,8 @@ def processes(env: dict[str, str]) -> list[Process]:
     if runs_seaweedfs(env):  # the S3 API on S3_PORT (403 unsigned: it is up), data under $VAR_DIR/seaweedfs
         weed = seaweedfs_dir(env)
         listed.append(Process("seaweedfs", shlex.join(seaweedfs_command(
-            str(VENV_BIN / "weed"), weed / "data", int(env["S3_PORT"]), weed / "s3.json")), "", ""))
+            str(VENV_BIN / "weed"), weed / "data", int(env["S3_PORT"]), weed / "s3.json")), "", "",
+            without_private_key(env)))
     listed += [
         # maildev (npm, scripts/install.sh): SMTP, the web inbox, and one MAIL_DIR/<id>.eml per message.
         Process("maildev", f"{MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "

@@ -28,6 +28,7 @@ import requests
 import schemathesis
 from conftest import (
     STACK,
+    STORAGE,
     STRONG_PASSWORD,
     ApiClient,
     b64url,
@@ -497,8 +498,8 @@ def test_twenty_concurrent_viewers_get_every_byte(victim, stack_env):
     video_id = response.json()["id"]
     wait_until(lambda: victim.get(f"video/{video_id}/").json()["status"] == "ready", 180, what="a ready video")
     watched = {name: STACK.running_pid(stack_env, name) for name in ("gateway", "streamer")}
-    result = soak(victim.base, victim.cookies, video_id, Path(stack_env["MEDIA_DIR"]) / "hls" / str(video_id) / "360p",
-                  FLOOD_SECONDS, 20, watched)
+    result = soak(victim.base, victim.cookies, video_id, f"hls/{video_id}/360p", FLOOD_SECONDS, 20, watched,
+                  storage=STORAGE)
     assert not result.errors, f"{len(result.errors)} errors, first: {result.errors[:5]}"
     assert result.requests["segment"] >= 20 * FLOOD_SECONDS, result.requests
     assert all(value < 32 * 1024**2 for value in result.growth().values()), result.report()

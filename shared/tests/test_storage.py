@@ -112,3 +112,14 @@ def test_settings_choose_the_backend(tmp_path):
     with pytest.raises(ValueError, match="MEDIA_STORAGE"):
         Settings.from_env({"MEDIA_STORAGE": "ftp"})
     assert "hunter2" not in repr(Settings.from_env({"S3_SECRET_ACCESS_KEY": "hunter2"}))
+
+
+def test_stale_uploads_are_removed_partial_writes_included(tmp_path):
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("uploads/done.part", b"x")
+    writer = storage.writer("uploads/dying.part")  # a worker killed mid-upload leaves its hidden partial
+    writer.write(b"y")
+    writer.file.flush()
+    assert storage.remove_stale("uploads/", 3600) == 0
+    assert storage.remove_stale("uploads/", -1) == 2
+    assert list((tmp_path / "uploads").iterdir()) == []

@@ -263,6 +263,16 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
+        """Old files under `prefix`, the hidden partial ones of writes that died included."""
+        base = self.path(prefix.rstrip("/"))
+        cutoff = time.time() - older_than_seconds
+        stale = [path for path in base.rglob("*") if path.is_file() and path.stat().st_mtime < cutoff] \
+            if base.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def delete_prefix(self, prefix: str) -> int:
         count = len(self.list(prefix))
         if prefix.endswith("/"):

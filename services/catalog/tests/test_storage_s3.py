@@ -97,3 +97,15 @@ def test_orphans_are_found_and_deleted(s3_app, bucket, login):
     assert bucket.exists("hls/999999/480p/index.m3u8")
     s3_app.test_cli_runner().invoke(args=["media", "orphans", "--delete"])
     assert bucket.list("hls/999999/") == [] and bucket.list("originals/999999/") == []
+
+
+def test_deleting_with_s3_down_deletes_the_video_and_leaves_its_objects_to_orphans(make_app, login):
+    app = make_app()
+    client = login(app.test_client(), 1)
+    video_id = post_video(client, b"video bytes").json["id"]
+    app.extensions["storage"] = S3Storage("http://127.0.0.1:9", "us-east-1", "videoflix", "a", "b", attempts=1,
+                                          connect_timeout=1)
+    response = client.delete(f"/api/video/{video_id}/", headers={"X-CSRFToken": "csrf-secret-value"})
+    assert response.status_code == 204
+    with app.app_context():
+        assert db.session.get(Video, video_id) is None
