@@ -94,6 +94,27 @@ class FaultyS3Handler(BaseHTTPRequestHandler):
         pass
 
 
+def start_s3(stack) -> None:
+    """Start the stack's SeaweedFS and wait until its S3 API takes requests again."""
+    stack.start("seaweedfs")
+    client = services_client(stack)
+
+    def answers():
+        try:
+            return client.head_bucket(Bucket=stack.env.get("S3_BUCKET") or "videoflix") or True
+        except Exception:  # still starting (or refusing keys a test changed: then the test waits itself)
+            return False
+
+    wait_until(answers, 60, interval=0.2, what="SeaweedFS back")
+
+
+def anonymous_status(stack) -> int | None:
+    try:
+        return requests.get(stack.env["S3_ENDPOINT_URL"] + "/", timeout=2).status_code
+    except requests.RequestException:
+        return None
+
+
 @pytest.fixture(scope="module")
 def s3_stack(make_stack):
     return make_stack(MEDIA_STORAGE="s3")
@@ -108,7 +129,7 @@ def session(s3_stack):
 def seaweedfs_back(s3_stack):
     """Whatever a test did to S3, the stack's own SeaweedFS is running again after it."""
     yield
-    s3_stack.start("seaweedfs")
+    start_s3(s3_stack)
 
 
 @pytest.fixture
@@ -124,7 +145,7 @@ def faulty_s3(s3_stack, tmp_path):
         proxy.shutdown()
         proxy.server_close()
         moved.stop()
-        s3_stack.start("seaweedfs")
+        start_s3(s3_stack)
 
 
 def assert_json_error(response: requests.Response, statuses: tuple[int, ...]) -> None:
@@ -157,7 +178,7 @@ def test_s3_killed_during_playback(s3_stack, session, seaweedfs_back):
     assert cached.status_code == 200 and cached.content
     assert_json_error(session.get(never_played), (502, 503, 504))
     assert_json_error(session.get(f"{s3_stack.api_url}video/{video_id}/thumbnail.jpg"), (502, 503, 504))
-    s3_stack.start("seaweedfs")
+    start_s3(s3_stack)
     wait_until(lambda: session.get(never_played).status_code == 200, 30, what="playback after S3 is back")
 
 
@@ -165,28 +186,53 @@ def test_s3_killed_during_playback(s3_stack, session, seaweedfs_back):
 
 def upload_status(session, stack, path) -> requests.Response:
     with open(path, "rb") as handle:
-        return session.post(f"{stack.api_url}video/upload/", data={"title": "s3 down", "description": "",
+        return session.post(f"{stack.api_url}video/upload/", data={"title": "s3 faults", "description": "generated",
                                                                   "category": "faults"},
                             files={"file": (path.name, handle, "video/mp4")}, timeout=120)
+
+
+def services_client(stack):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=stack.env["S3_ENDPOINT_URL"], region_name=stack.env.get("S3_REGION"),
+                        aws_access_key_id=stack.env["S3_ACCESS_KEY_ID"],
+                        aws_secret_access_key=stack.env["S3_SECRET_ACCESS_KEY"],
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+class KillS3MidUpload(threading.Thread):
+    """Stops the stack's SeaweedFS as soon as a multipart upload is under way in the bucket."""
+
+    def __init__(self, stack):
+        super().__init__(daemon=True)
+        self.stack, self.client, self.killed = stack, services_client(stack), False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.client.list_multipart_uploads(Bucket=self.stack.env.get("S3_BUCKET") or "videoflix").get("Uploads"):
+                self.stack.stop("seaweedfs")
+                self.killed = True
+                return
+            time.sleep(0.02)
 
 
 def test_s3_killed_during_an_upload_is_a_json_error_and_no_video(s3_stack, session, seaweedfs_back, tmp_path):
     """A 48 MiB upload streaming part by part into the bucket when S3 dies: a JSON 503, no video row."""
     big = tmp_path / "big.mp4"
     big.write_bytes(make_clip(6, 640, 360).read_bytes() + b"\0" * (48 * 1024**2))
-    before = {v["id"] for v in session.get(f"{s3_stack.api_url}video/mine/").json()}
-    killer = threading.Timer(0.8, s3_stack.stop, args=("seaweedfs",))
+    mine = f"{s3_stack.api_url}video/mine/"
+    before = session.get(mine).json()
+    killer = KillS3MidUpload(s3_stack)
     killer.start()
-    try:
-        response = upload_status(session, s3_stack, big)
-    finally:
-        killer.join()
-    if response.status_code != 201:  # the upload lost the race only if S3 took every part in 0.8 s
-        assert_json_error(response, (502, 503, 504))
-        after = {v["id"] for v in session.get(f"{s3_stack.api_url}video/mine/").json()}
-        assert after == before, "a failed upload left a video behind"
+    response = upload_status(session, s3_stack, big)
+    killer.join()
+    assert killer.killed, "S3 was never seen taking the upload"
+    assert_json_error(response, (502, 503, 504))
+    assert session.get(mine).json() == before, "a failed upload left a video behind"
     assert_json_error(upload_status(session, s3_stack, big), (502, 503, 504))  # S3 still down
-    s3_stack.start("seaweedfs")
+    start_s3(s3_stack)
     clip = make_clip(6, 640, 360)
     created = wait_until(lambda: (r := upload_status(session, s3_stack, clip)).status_code == 201 and r, 60,
                          what="an upload once S3 is back")
@@ -202,7 +248,7 @@ def test_s3_killed_during_a_transcode_never_serves_a_half_rung(s3_stack, session
     time.sleep(2)
     s3_stack.stop("seaweedfs")
     time.sleep(8)  # jobs fail to fetch or to upload now; their retries back off
-    s3_stack.start("seaweedfs")
+    start_s3(s3_stack)
     watcher.start()
     try:
         detail = wait_until(lambda: (d := video(session, video_id))["status"] in ("ready", "failed")
@@ -224,17 +270,38 @@ def test_s3_killed_during_a_transcode_never_serves_a_half_rung(s3_stack, session
 @pytest.mark.parametrize("status", [503, 507, 500])
 def test_s3_errors_are_json_errors_never_500(s3_stack, session, faulty_s3, status):
     video_id, _ = ready_video(session, s3_stack)
+    never_played = segment_urls(session, s3_stack, video_id)[-1]
+    mine = session.get(f"{s3_stack.api_url}video/mine/").json()
     faulty_s3.failing = status
     try:
         assert_json_error(upload_status(session, s3_stack, make_clip(4, 640, 360)), (502, 503, 507))
+        assert session.get(f"{s3_stack.api_url}video/mine/").json() == mine, "a refused upload left a video"
         assert_json_error(session.get(f"{s3_stack.api_url}video/{video_id}/thumbnail.jpg"), (502, 503))
-        deleted = session.delete(f"{s3_stack.api_url}video/{video_id}/")
-        assert deleted.status_code != 500 and (deleted.status_code == 204 or deleted.json()["detail"])
+        assert_json_error(session.get(never_played), (502, 503))
     finally:
         faulty_s3.failing = None
     assert any(seen[2] == status for seen in faulty_s3.seen), "S3 was never asked"
-    if deleted.status_code != 204:  # refused while S3 failed: the original is still there
-        assert session.get(f"{s3_stack.api_url}video/{video_id}/").status_code == 200
+    assert session.get(never_played).status_code == 200  # and the original is still there to play
+    assert session.get(f"{s3_stack.api_url}video/{video_id}/").json()["status"] == "ready"
+
+
+@pytest.mark.xfail(strict=True, reason="services/catalog/videos.py delete_videos commits the row's deletion "
+                   "before it removes the files: S3 failing then answers 503 for a video that is already gone "
+                   "(fix: answer 204 and leave the files to the orphan cleanup, or remove the files first)")
+def test_a_delete_refused_by_s3_keeps_the_video_or_succeeds(s3_stack, session, faulty_s3):
+    video_id, _ = ready_video(session, s3_stack)
+    faulty_s3.failing = 503
+    try:
+        deleted = session.delete(f"{s3_stack.api_url}video/{video_id}/")
+    finally:
+        faulty_s3.failing = None
+    assert deleted.status_code != 500
+    if deleted.status_code == 204:
+        assert session.get(f"{s3_stack.api_url}video/{video_id}/").status_code == 404
+    else:
+        assert_json_error(deleted, (502, 503))
+        assert session.get(f"{s3_stack.api_url}video/{video_id}/").status_code == 200, \
+            "the delete answered an error, yet the video is gone"
 
 
 def test_wrong_s3_credentials_are_json_errors(s3_stack, session, seaweedfs_back):
@@ -249,11 +316,12 @@ def test_wrong_s3_credentials_are_json_errors(s3_stack, session, seaweedfs_back)
     identities_file.write_text(json.dumps(identities))
     try:
         s3_stack.start("seaweedfs")
+        wait_until(lambda: anonymous_status(s3_stack) == 403, 60, interval=0.2, what="SeaweedFS with other keys")
         assert_json_error(upload_status(session, s3_stack, make_clip(4, 640, 360)), (502, 503))
         assert_json_error(session.get(f"{s3_stack.api_url}video/{video_id}/thumbnail.jpg"), (502,))
     finally:
         s3_stack.stop("seaweedfs")
         identities_file.write_text(original)
-    s3_stack.start("seaweedfs")
+    start_s3(s3_stack)
     wait_until(lambda: session.get(f"{s3_stack.api_url}video/{video_id}/thumbnail.jpg").status_code == 200, 30,
                what="playback with the right keys again")
