@@ -7,10 +7,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
 STACK=".venv/bin/python scripts/stack.py --profile test"
-# The e2e files that upload, transcode and play: once more on local disk (the rest of the local
+# The e2e files that upload, transcode and play once more on local disk (hostile uploads too: their
+# attacks on other users' originals need originals on a disk; the rest of the local
 # backend is covered by the unit tests).
-VIDEO_FILES=(tests-e2e/test_videos.py tests-e2e/test_pipeline.py tests-e2e/test_chunked_ladder.py
-  frontend/tests/test_progressive_browser.py)
+VIDEO_FILES=(tests-e2e/test_videos.py tests-e2e/test_pipeline.py tests-e2e/test_hostile_uploads.py
+  tests-e2e/test_chunked_ladder.py frontend/tests/test_progressive_browser.py)
 
 # One fresh stack (test databases, its Redis db and var dir are its alone) with MEDIA_STORAGE=$1, then pytest.
 run_on_stack() {
