@@ -33,6 +33,7 @@ LADDER_MINUTES = 3
 PROJECTED_MINUTES = 20
 NODES = (1, 2, 4, 8, 16)
 LADDER_TIMEOUT = 1200
+RESULT_TTL_NOTE = "rq keeps a finished job's times for its result TTL (500 s): longer runs lose the first jobs"
 
 
 def long_source(minutes: int) -> Path:
@@ -99,7 +100,7 @@ def run_split(source: Path, work_dir: Path) -> dict:
 def job_seconds(redis: Redis, video_id: int) -> dict[str, float]:
     """Wall seconds of each finished job of a video, by job id (rq keeps them for its result TTL)."""
     found = {}
-    for key in redis.scan_iter(match=f"rq:job:video-{video_id}-*"):
+    for key in redis.scan_iter(match=f"rq:job:video-{video_id}-*", _type="hash"):  # not :dependents sets
         job = Job.fetch(key.decode().removeprefix("rq:job:"), connection=redis)
         if job.started_at and job.ended_at:
             found[job.id] = (job.ended_at - job.started_at).total_seconds()
