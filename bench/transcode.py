@@ -33,7 +33,6 @@ LADDER_MINUTES = 3
 PROJECTED_MINUTES = 20
 NODES = (1, 2, 4, 8, 16)
 LADDER_TIMEOUT = 1200
-RESULT_TTL_NOTE = "rq keeps a finished job's times for its result TTL (500 s): longer runs lose the first jobs"
 
 
 def long_source(minutes: int) -> Path:
