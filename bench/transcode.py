@@ -99,7 +99,7 @@ def run_split(source: Path, work_dir: Path) -> dict:
 def job_seconds(redis: Redis, video_id: int) -> dict[str, float]:
     """Wall seconds of each finished job of a video, by job id (rq keeps them for its result TTL)."""
     found = {}
-    for key in redis.scan_iter(match=f"rq:job:video-{video_id}-*"):
+    for key in redis.scan_iter(match=f"rq:job:video-{video_id}-*", _type="hash"):  # not :dependents sets
         job = Job.fetch(key.decode().removeprefix("rq:job:"), connection=redis)
         if job.started_at and job.ended_at:
             found[job.id] = (job.ended_at - job.started_at).total_seconds()
