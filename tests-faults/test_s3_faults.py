@@ -285,9 +285,6 @@ def test_s3_errors_are_json_errors_never_500(s3_stack, session, faulty_s3, statu
     assert session.get(f"{s3_stack.api_url}video/{video_id}/").json()["status"] == "ready"
 
 
-@pytest.mark.xfail(strict=True, reason="services/catalog/videos.py delete_videos commits the row's deletion "
-                   "before it removes the files: S3 failing then answers 503 for a video that is already gone "
-                   "(fix: answer 204 and leave the files to the orphan cleanup, or remove the files first)")
 def test_a_delete_refused_by_s3_keeps_the_video_or_succeeds(s3_stack, session, faulty_s3):
     video_id, _ = ready_video(session, s3_stack)
     faulty_s3.failing = 503
