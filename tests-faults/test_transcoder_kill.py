@@ -49,14 +49,17 @@ class PlaylistWatcher(threading.Thread):
             return False
         self.served_playlists += 1
         text = response.text
-        if not text.rstrip().endswith("#EXT-X-ENDLIST"):
-            self.problems.append(f"{rung}/index.m3u8 served without #EXT-X-ENDLIST:\n{text[-200:]}")
+        # Finished (VOD, #EXT-X-ENDLIST), or the first rung growing (an EVENT playlist of whole segments).
+        if not text.rstrip().endswith("#EXT-X-ENDLIST") and "#EXT-X-PLAYLIST-TYPE:EVENT" not in text:
+            self.problems.append(f"{rung}/index.m3u8 served unfinished and not as EVENT:\n{text[-200:]}")
         for name in (line for line in text.splitlines() if line and not line.startswith("#")):
             url = f"{self.base}{rung}/{name}"
             if url not in self.checked_segments:
                 segment = self.session.get(url, timeout=15)
                 if segment.status_code != 200 or not segment.content:
                     self.problems.append(f"{rung}/{name} listed but answered {segment.status_code}")
+                elif len(segment.content) % 188 or segment.content[0] != 0x47:  # whole MPEG-TS packets
+                    self.problems.append(f"{rung}/{name} served partial ({len(segment.content)} bytes)")
                 self.checked_segments.add(url)
         return True
 

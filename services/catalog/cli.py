@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from videoflix_shared.storage import StorageUnavailable
 
 from . import queue
-from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Video, db, utcnow
+from .models import PROCESSING, QUEUED, READY, UNFINISHED, UPLOADED, Rendition, Video, db, utcnow
 from .storage import remove_stale_spools
 from .tus import remove_expired_uploads
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 def videos_needing_work(quiet_for: timedelta) -> list[Video]:
     """Videos not finished and untouched for `quiet_for` (a fresh upload enqueues itself; a job that
     is just being handed from the queue to a worker is briefly in no registry)."""
-    pending_rungs = sa.exists().where(Rendition.video_id == Video.id, Rendition.state == PENDING)
+    pending_rungs = sa.exists().where(Rendition.video_id == Video.id, Rendition.state.in_(UNFINISHED))
     unfinished = sa.or_(Video.status.in_((UPLOADED, QUEUED, PROCESSING)),
                         sa.and_(Video.status == READY, pending_rungs))
     query = sa.select(Video).where(unfinished, Video.updated_at < utcnow() - quiet_for).order_by(Video.id)
@@ -88,7 +89,7 @@ def reconcile_command(every: float | None, quiet_for: float, max_attempts: int) 
                 log.info("removed %s abandoned upload parts", removed)
             if expired := remove_expired_uploads():
                 log.info("removed %s expired resumable uploads", expired)
-        except (RedisError, SQLAlchemyError) as error:
+        except (RedisError, SQLAlchemyError, StorageUnavailable) as error:
             if every is None:
                 raise click.ClickException(str(error))
             log.warning("reconcile pass failed, retrying in %ss: %s", every, error)

@@ -14,7 +14,7 @@ from flask.views import MethodView
 from videoflix_shared.errors import ApiError
 
 from videoflix_shared.blueprint import Blueprint
-from .models import PENDING, PROCESSING, READY, Video, db
+from .models import GROWING, PROCESSING, READY, UNFINISHED, Video, db
 from .videos import delete_videos
 from .schemas import (
     DeletedSchema, FailureSchema, InternalVideoSchema, OwnerSchema, ProbeSchema, ProgressSchema,
@@ -112,15 +112,20 @@ def probed(video: Video, body: dict) -> None:
 def progressed(video: Video, body: dict) -> None:
     """Percent done of one rung (progress never goes backwards)"""
     rendition = video.rendition(body["rung"])
-    if rendition.state == PENDING:
+    if rendition.state in UNFINISHED:
         rendition.percent = max(rendition.percent, int(body["percent"]))
 
 
 @report("renditions", RenditionReportSchema)
 def published(video: Video, body: dict) -> None:
-    """A rung is published: the video is `ready` from the first one on"""
+    """A rung is published, complete or `growing`: the video is `ready` (playable) from the first one on"""
     rendition = video.rendition(body["rung"])
-    rendition.state, rendition.percent, rendition.failure_reason = READY, 100, None
+    if body["growing"]:
+        if rendition.state == READY:  # a late report of an attempt that another one already finished
+            return
+        rendition.state, rendition.failure_reason = GROWING, None
+    else:
+        rendition.state, rendition.percent, rendition.failure_reason = READY, 100, None
     rendition.width, rendition.height, rendition.bandwidth = body["width"], body["height"], body["bandwidth"]
     video.status, video.failure_reason = READY, None
 

@@ -12,8 +12,10 @@ db = SQLAlchemy()
 
 UPLOADED, QUEUED, PROCESSING, READY, FAILED = "uploaded", "queued", "processing", "ready", "failed"
 VIDEO_STATUSES = (UPLOADED, QUEUED, PROCESSING, READY, FAILED)
-PENDING = "pending"
-RENDITION_STATES = (PENDING, READY, FAILED)
+PENDING, GROWING = "pending", "growing"
+# growing: published while it is still being encoded (playable; its playlist gains segments).
+RENDITION_STATES = (PENDING, GROWING, READY, FAILED)
+UNFINISHED = (PENDING, GROWING)
 RUNGS = ("360p", "480p", "720p", "1080p")
 # 'simple': no language-specific stemming, titles come in every language.
 SEARCH_CONFIG = "simple"
@@ -76,13 +78,13 @@ class Video(db.Model):
         self.renditions.append(rendition)
         return rendition
 
-    def renditions_in(self, state: str) -> list["Rendition"]:
-        return [rendition for rendition in self.renditions if rendition.state == state]
+    def renditions_in(self, *states: str) -> list["Rendition"]:
+        return [rendition for rendition in self.renditions if rendition.state in states]
 
     def mark_failed(self, reason: str, rung: str | None = None) -> None:
-        """One rung failed, or every pending one (no `rung`). The video is `failed` unless a rendition is
-        already playable; then only the rungs fail."""
-        for rendition in [self.rendition(rung)] if rung else self.renditions_in(PENDING):
+        """One rung failed, or every unfinished one (no `rung`). The video is `failed` unless a rendition is
+        complete; then only the rungs fail."""
+        for rendition in [self.rendition(rung)] if rung else self.renditions_in(*UNFINISHED):
             rendition.state, rendition.failure_reason = FAILED, reason
         if not self.renditions_in(READY):
             self.status, self.failure_reason = FAILED, reason
@@ -91,12 +93,13 @@ class Video(db.Model):
         """Mean of the planned rungs (finished ones count 100); never goes backwards."""
         if not self.renditions:
             return
-        done = [100 if r.state != PENDING else r.percent for r in self.renditions]
+        done = [r.percent if r.state in UNFINISHED else 100 for r in self.renditions]
         self.progress = max(self.progress, sum(done) // len(done))
 
 
 class Rendition(db.Model):
-    """One rung of a video's ladder: planned at probe, then published (ready) or failed."""
+    """One rung of a video's ladder: planned at probe (pending), maybe playable while it encodes (growing),
+    then published (ready) or failed."""
 
     __tablename__ = "renditions"
     __table_args__ = (

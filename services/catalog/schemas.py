@@ -6,7 +6,7 @@ from flask import current_app
 from marshmallow import fields, validate
 from werkzeug.datastructures import FileStorage
 
-from .models import PENDING, READY, RUNGS, Video
+from .models import GROWING, READY, RUNGS, UNFINISHED, Video
 
 
 def public_url(path: str) -> str:
@@ -156,8 +156,11 @@ class VideoSchema(ma.Schema):
     width = fields.Integer(attribute="source_width", allow_none=True)
     height = fields.Integer(attribute="source_height", allow_none=True)
     has_audio = fields.Boolean(allow_none=True)
-    renditions = fields.Method("ready_renditions", metadata={"description": "Rungs that can be played now."})
-    renditions_pending = fields.Method("pending_rungs", metadata={"description": "Rungs still coming."})
+    renditions = fields.Method("ready_renditions", metadata={"description": "Complete rungs."})
+    renditions_pending = fields.Method("pending_rungs", metadata={
+        "description": "Rungs not complete yet (growing ones included)."})
+    renditions_growing = fields.Method("growing_renditions", metadata={
+        "description": "Rungs playable while they are still being encoded: their playlists gain segments."})
     renditions_failed = fields.Method("failed_rungs")
     thumbnail_url = fields.Method("thumbnail")
     master_playlist_url = fields.Method("master_playlist")
@@ -166,7 +169,10 @@ class VideoSchema(ma.Schema):
         return RenditionSchema(many=True).dump(by_rung(video.renditions_in(READY)))
 
     def pending_rungs(self, video: Video):
-        return [rendition.rung for rendition in by_rung(video.renditions_in(PENDING))]
+        return [rendition.rung for rendition in by_rung(video.renditions_in(*UNFINISHED))]
+
+    def growing_renditions(self, video: Video):
+        return RenditionSchema(many=True).dump(by_rung(video.renditions_in(GROWING)))
 
     def failed_rungs(self, video: Video):
         return RungFailureSchema(many=True).dump(by_rung(video.renditions_in("failed")))
@@ -207,6 +213,8 @@ class RenditionReportSchema(InternalSchema):
     width = fields.Integer(required=True, validate=validate.Range(min=1))
     height = fields.Integer(required=True, validate=validate.Range(min=1))
     bandwidth = fields.Integer(required=True, validate=validate.Range(min=1))
+    growing = fields.Boolean(load_default=False, metadata={
+        "description": "Published while still being encoded: playable, its playlist not finished."})
 
 
 class ThumbnailSchema(InternalSchema):
@@ -219,7 +227,7 @@ class FailureSchema(InternalSchema):
 
 
 class InternalRenditionSchema(RenditionSchema):
-    state = fields.String(metadata={"enum": ["pending", "ready", "failed"]})
+    state = fields.String(metadata={"enum": ["pending", "growing", "ready", "failed"]})
     percent = fields.Integer()
     failure_reason = fields.String(allow_none=True)
 
@@ -236,14 +244,12 @@ class InternalVideoSchema(ma.Schema):
     height = fields.Integer(attribute="source_height", allow_none=True)
     has_audio = fields.Boolean(allow_none=True)
     original_filename = fields.String()
-    original_path = fields.String(metadata={"description": "Relative to MEDIA_DIR."})
-    source_path = fields.Method("absolute_source_path")
+    original_path = fields.String(metadata={"description": "The original's key in the media storage."})
+    source_path = fields.Function(lambda video: video.original_path,
+                                  metadata={"description": "The original's key in the media storage (as original_path)."})
     thumbnail_path = fields.String(allow_none=True)
     rungs = fields.Method("planned_rungs", metadata={"description": "Every planned rung, in ladder order."})
     renditions = fields.Method("all_renditions")
-
-    def absolute_source_path(self, video: Video):
-        return str(current_app.config["SETTINGS"].media_dir / video.original_path)
 
     def planned_rungs(self, video: Video):
         return [rendition.rung for rendition in by_rung(video.renditions)]

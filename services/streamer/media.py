@@ -1,12 +1,14 @@
 """HLS playlists, segments and thumbnails of published videos.
 
 Every path part is matched against a strict pattern before any file is touched; a file exists only
-once the transcoder published it (rungs are renamed into place when complete), so existence is
-the only check. Behind the gateway nginx sends the bytes (`X-Accel-Redirect`); run alone, Flask does.
+once the transcoder published it whole (a growing first rung gains whole segments, then its playlist
+is rewritten), so existence is the only check. Behind the gateway nginx sends the bytes (`X-Accel-Redirect`); run alone, Flask does.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Callable
 
 from flask import Blueprint as FlaskBlueprint, current_app, request, send_file
 from flask_jwt_extended import jwt_required
@@ -23,9 +25,12 @@ SEGMENT = re.compile(r"segment_[0-9]{3,6}\.ts", re.ASCII)
 ACCEL_REQUEST_HEADER = "X-Sendfile-Type"
 ACCEL_LOCATION = "/_media/"
 PLAYLIST = "application/vnd.apple.mpegurl"
-# The master playlist gains rungs as they land, so players re-read it soon; everything under a
-# published rung never changes.
+# The master playlist gains rungs as they land, so players re-read it soon; segments never change.
 PLAYLIST_CACHE = "private, max-age=5"
+# A growing rung's playlist (no #EXT-X-ENDLIST yet) gains a segment every few seconds: never reused
+# unchecked, or a player would wait on a stale copy.
+GROWING_PLAYLIST_CACHE = "no-cache"
+ENDLIST = b"#EXT-X-ENDLIST"
 SEGMENT_CACHE = "private, max-age=31536000, immutable"
 THUMBNAIL_CACHE = "private, max-age=300"
 
@@ -36,12 +41,15 @@ def checked(pattern: re.Pattern, value: str) -> str:
     return value
 
 
-def hls_file(relative: str, mimetype: str, cache_control: str):
-    """Answer with `MEDIA_DIR/hls/<relative>`, or 404 when it is not (yet) published."""
+def hls_file(relative: str, mimetype: str, cache_control: str | Callable[[Path], str]):
+    """Answer with `MEDIA_DIR/hls/<relative>`, or 404 when it is not (yet) published. `cache_control`
+    may depend on the file."""
     relative = f"hls/{relative}"
     path = current_app.config["SETTINGS"].media_dir / relative
     if not path.is_file():
         raise ApiError(404, "Not found.")
+    if callable(cache_control):
+        cache_control = cache_control(path)
     if request.headers.get(ACCEL_REQUEST_HEADER) == "X-Accel-Redirect":
         response = current_app.response_class(mimetype=mimetype)
         response.headers["X-Accel-Redirect"] = ACCEL_LOCATION + relative
@@ -79,7 +87,12 @@ def master_playlist(video_id):
 def rung_playlist(video_id, rung):
     """Media playlist of one rung (360p, 480p, 720p or 1080p)"""
     relative = f"{checked(VIDEO_ID, video_id)}/{checked(RUNG, rung)}/index.m3u8"
-    return hls_file(relative, PLAYLIST, PLAYLIST_CACHE)
+    return hls_file(relative, PLAYLIST, rung_playlist_cache)
+
+
+def rung_playlist_cache(path: Path) -> str:
+    """Finished playlists may be reused a few seconds; a growing one must be asked for again."""
+    return PLAYLIST_CACHE if path.read_bytes().rstrip().endswith(ENDLIST) else GROWING_PLAYLIST_CACHE
 
 
 @media_route("/<video_id>/<rung>/<segment>")

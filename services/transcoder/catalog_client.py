@@ -49,9 +49,11 @@ class CatalogClient:
         except requests.RequestException as error:
             log.warning("progress report failed", extra={"fields": {"video_id": video_id, "error": str(error)}})
 
-    def report_rendition(self, video_id: int, rung: str, width: int, height: int, bandwidth: int) -> dict:
+    def report_rendition(self, video_id: int, rung: str, width: int, height: int, bandwidth: int,
+                         growing: bool = False) -> dict:
+        """A rung is published: complete, or `growing` (playable while it is still being encoded)."""
         return self._request("POST", video_id, "renditions", {
-            "rung": rung, "width": width, "height": height, "bandwidth": bandwidth,
+            "rung": rung, "width": width, "height": height, "bandwidth": bandwidth, "growing": growing,
         })
 
     def report_thumbnail(self, video_id: int, path: str) -> dict:

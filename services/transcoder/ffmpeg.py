@@ -2,8 +2,10 @@
 
 Every rung is built from a row of `ladder.RENDITIONS`: alone by `rung_command`, or several at once (one
 decode, a split filter graph, one HLS output per rung) by `split_command`, with the same per-rung options.
-All rungs share the same GOP (a keyframe every 2 s counted in source frames, no scene-cut keyframes), so
-their 4-second segments start on the same frames and a player can switch between rungs at any segment boundary.
+All rungs share the same keyframes: forced on the first frame at or after every 2 s of source time (no
+scene-cut keyframes), so their 4-second segments start on the same frames and a player can switch between
+rungs at any segment boundary; a chunk of the source starting on a multiple of 2 s gets the same keyframes
+as an encode of the whole source, even when the source's frames are irregularly spaced.
 
 Uploads are hostile: every command reading one allows the `file` protocol only and forces the demuxer
 that `probe.probe_source` detected among `SOURCE_DEMUXERS` (containers that never open another file or a
@@ -30,6 +32,9 @@ SEGMENT_PATTERN = "segment_%03d.ts"
 SEGMENT_SECONDS = 4
 KEYFRAME_SECONDS = 2
 X264_PRESET = "veryfast"
+# The first rung is watched while it encodes: x264's superfast keeps it several times ahead of a viewer
+# on 2 busy cores (docs/performance.md), at a few percent more bits for the same picture.
+PROGRESSIVE_PRESET = "superfast"
 THUMBNAIL_MAX_HEIGHT = 480
 COMMON = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 # Demuxers an upload may be read with (ffmpeg's names, as the first name of ffprobe's `format_name`):
@@ -72,14 +77,21 @@ def gop_frames(fps: float) -> int:
     return max(1, round(fps * KEYFRAME_SECONDS))
 
 
-def video_options(rendition: Rendition, fps: float) -> list[str]:
-    """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command."""
-    gop = str(gop_frames(fps))
+def keyframe_expression() -> str:
+    """A keyframe on the first frame whose time (seconds since the start of the input) reaches the next
+    multiple of KEYFRAME_SECONDS."""
+    return f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})"
+
+
+def video_options(rendition: Rendition, fps: float, preset: str = X264_PRESET) -> list[str]:
+    """x264 settings of one rung (after its scale filter): the same in the per-rung and the split command
+    (the progressive first rung only encodes faster: `preset`)."""
     return [
-        "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-preset", preset, "-profile:v", rendition.profile, "-pix_fmt", "yuv420p",
         "-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k",
         "-bufsize", f"{rendition.bufsize_kbps}k",
-        "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+        # x264 itself never adds a keyframe before the forced ones (keyint: twice their spacing).
+        "-force_key_frames", keyframe_expression(), "-g", str(2 * gop_frames(fps)), "-sc_threshold", "0",
         # Frames keep their timestamps: a gap of hours between two frames stays a gap, never hours of
         # duplicated frames to encode.
         "-fps_mode", "passthrough",
@@ -90,23 +102,32 @@ def audio_options(rendition: Rendition, has_audio: bool) -> list[str]:
     return ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k", "-ac", "2"] if has_audio else []
 
 
-def hls_options(directory: Path | None = None) -> list[str]:
-    """The HLS muxer writing index.m3u8 + segments into `directory` (default: the current directory)."""
+def hls_options(directory: Path | None = None, progressive: bool = False) -> list[str]:
+    """The HLS muxer writing index.m3u8 + segments into `directory` (default: the current directory).
+
+    `progressive`: an EVENT playlist rewritten after every segment, each segment written under a
+    temporary name and renamed when whole, so the playlist lists whole segments only (`publish.GrowingRung`
+    publishes them as they come)."""
     def inside(name: str) -> str:
         return str(directory / name) if directory is not None else name
 
+    playlist_type, flags = ("event", "independent_segments+temp_file") if progressive else \
+        ("vod", "independent_segments")
     return [
-        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-        "-hls_flags", "independent_segments", "-hls_segment_filename", inside(SEGMENT_PATTERN), inside(PLAYLIST),
+        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", playlist_type,
+        "-hls_flags", flags, "-hls_segment_filename", inside(SEGMENT_PATTERN), inside(PLAYLIST),
     ]
 
 
-def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str) -> list[str]:
-    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments)."""
+def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str,
+                 progressive: bool = False) -> list[str]:
+    """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments);
+    `progressive`: the first rung, watched while it encodes (faster preset, growing playlist)."""
     maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
+    preset = PROGRESSIVE_PRESET if progressive else X264_PRESET
     return [*COMMON, "-progress", "pipe:1", *input_options(demuxer), "-i", input_url(source), *maps,
-            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps),
-            *audio_options(rendition, has_audio), *hls_options()]
+            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
+            *audio_options(rendition, has_audio), *hls_options(progressive=progressive)]
 
 
 def split_graph(renditions: list[Rendition]) -> str:
@@ -126,6 +147,33 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
         command += ["-map", f"[o{index}]", *(["-map", "0:a:0"] if has_audio else []),
                     *video_options(rendition, fps), *audio_options(rendition, has_audio), *hls_options(directory)]
     return command
+
+
+def chunk_command(source: Path, rendition: Rendition, fps: float, start: float, seconds: float | None,
+                  output: Path, *, demuxer: str) -> list[str]:
+    """The video of one chunk of the source, frames with times in [start, start + seconds) (to the end
+    without `seconds`), as one rung encodes it, into an MPEG-TS file. The seek keeps frames from `start` on
+    and `trim` drops them from `start + seconds` on: each frame lands in exactly one chunk. Chunks start on
+    multiples of KEYFRAME_SECONDS, so their keyframes fall on the frames of an encode of the whole source."""
+    trim = f"trim=end={seconds:g}," if seconds is not None else ""
+    return [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
+            "-map", "0:v:0", "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps),
+            "-f", SEGMENT_DEMUXER, "-y", str(output)]
+
+
+def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str) -> list[str]:
+    """The audio of the whole source, encoded once (one AAC encoder: no priming gaps at chunk joins)."""
+    return [*COMMON, *input_options(demuxer), "-i", input_url(source), "-map", "0:a:0", "-vn",
+            *audio_options(rendition, True), "-f", SEGMENT_DEMUXER, "-y", str(output)]
+
+
+def join_command(chunk_list: Path, audio: Path | None, directory: Path) -> list[str]:
+    """One rung from its chunks (the concat demuxer over our own list of our own files, names relative to
+    it) and the whole-source audio, stream-copied (no re-encode) into an HLS rung in `directory`:
+    timestamps continue across chunks, segments start on the same frames as every other rung's."""
+    audio_input = [*input_options(SEGMENT_DEMUXER), "-i", input_url(audio)] if audio else []
+    return [*COMMON, "-protocol_whitelist", "file", "-f", "concat", "-i", input_url(chunk_list), *audio_input,
+            "-map", "0:v:0", *(["-map", "1:a:0"] if audio else []), "-c", "copy", *hls_options(directory)]
 
 
 def thumbnail_command(source: Path, output: Path, at_seconds: float, *, demuxer: str) -> list[str]:

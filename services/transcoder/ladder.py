@@ -61,6 +61,19 @@ def choose_rungs(source_height: int) -> list[Rendition]:
     return [first] + [rendition for rendition in allowed if rendition is not first]
 
 
+CHUNK_SECONDS = 60  # a multiple of the segment length: every chunk ends on a segment boundary
+
+
+def chunks(duration: float) -> list[tuple[float, float | None]]:
+    """(start, seconds) of each CHUNK_SECONDS chunk of a source; the last one runs to the end (seconds
+    None), so no frame is lost to a container duration slightly shorter than the frames."""
+    chunk_seconds = CHUNK_SECONDS
+    count = max(1, -(-int(duration * 1000) // (chunk_seconds * 1000)))
+    if duration - (count - 1) * chunk_seconds < 1 and count > 1:
+        count -= 1  # a last sliver of under a second joins the chunk before it
+    return [(index * chunk_seconds, chunk_seconds if index < count - 1 else None) for index in range(count)]
+
+
 def rendition_for(name: str, source_height: int) -> Rendition:
     """What a rung job encodes: the rung `name` of the ladder `choose_rungs(source_height)`."""
     for rendition in choose_rungs(source_height):

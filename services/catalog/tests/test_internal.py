@@ -49,7 +49,7 @@ def test_get_returns_what_a_retried_job_needs(client, service_headers, queued_vi
     body = client.get(f"/internal/videos/{queued_video}", headers=service_headers).json
     assert body["status"] == "queued"
     assert body["original_path"] == f"originals/{queued_video}/clip.mp4"
-    assert body["source_path"] == str(settings.media_dir / f"originals/{queued_video}/clip.mp4")
+    assert body["source_path"] == f"originals/{queued_video}/clip.mp4"  # a storage key
     assert body["rungs"] == [] and body["renditions"] == []
 
 
@@ -87,6 +87,33 @@ def test_first_rendition_makes_the_video_ready_and_listed(client, login, report,
     detail = client.get(f"/api/video/{queued_video}/").json
     assert [r["rung"] for r in detail["renditions"]] == ["480p", "1080p"]
     assert detail["renditions_pending"] == ["360p", "720p"]
+
+
+def test_a_growing_first_rung_makes_the_video_playable_before_it_is_complete(client, login, report, queued_video):
+    report(queued_video, "probe", {**PROBE, "rungs": ["480p", "360p"]})
+    report(queued_video, "progress", {"rung": "480p", "percent": 10})
+    body = report(queued_video, "renditions", {**rendition("480p"), "growing": True}).json
+    assert body["status"] == "ready" and body["progress"] == 5
+    assert [(r["rung"], r["state"]) for r in body["renditions"]] == [("360p", "pending"), ("480p", "growing")]
+    assert [item["id"] for item in login(client, 1).get("/api/video/").json] == [queued_video]
+    detail = client.get(f"/api/video/{queued_video}/").json
+    assert (detail["status"], detail["renditions"]) == ("ready", [])
+    assert detail["renditions_growing"] == [rendition("480p")]
+    assert detail["renditions_pending"] == ["360p", "480p"]
+    assert report(queued_video, "progress", {"rung": "480p", "percent": 60}).json["progress"] == 30
+    report(queued_video, "renditions", rendition("480p"))
+    # A late "growing" report of an earlier attempt does not take the complete rung back.
+    body = report(queued_video, "renditions", {**rendition("480p"), "growing": True}).json
+    assert [(r["rung"], r["state"]) for r in body["renditions"]] == [("360p", "pending"), ("480p", "ready")]
+    detail = client.get(f"/api/video/{queued_video}/").json
+    assert (detail["renditions_growing"], detail["renditions_pending"]) == ([], ["360p"])
+
+
+def test_a_growing_rung_that_fails_fails_the_video_without_a_complete_one(report, queued_video):
+    report(queued_video, "probe", {**PROBE, "rungs": ["480p", "360p"]})
+    report(queued_video, "renditions", {**rendition("480p"), "growing": True})
+    body = report(queued_video, "failed", {"reason": "worker lost", "rung": "480p"}).json
+    assert body["status"] == "failed"
 
 
 def test_failure_before_any_rendition_fails_the_video(client, login, report, queued_video):

@@ -151,3 +151,14 @@ def test_every_route_needs_a_valid_access_token(app, private_key, keys_dir):
 
 def test_health_checks_the_media_directory(app, media_dir):
     assert app.test_client().get("/healthz").json == {"status": "ok", "checks": {"media": "ok"}}
+
+
+@pytest.mark.parametrize("headers", [ACCEL, {}])
+def test_a_growing_playlist_is_never_reused_unchecked(client, media_dir, headers):
+    """The first rung's EVENT playlist gains segments while it encodes: no-cache until it is finished."""
+    playlist = media_dir / "hls" / "7" / "480p" / "index.m3u8"
+    playlist.write_text("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2.0,\nsegment_000.ts\n")
+    assert client.get("/api/video/7/480p/index.m3u8", headers=headers).headers["Cache-Control"] == "no-cache"
+    playlist.write_text(PLAYLIST)
+    assert client.get("/api/video/7/480p/index.m3u8", headers=headers).headers["Cache-Control"] == \
+        "private, max-age=5"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, gop_frames, probe_command, rung_command, split_command,
-                                        thumbnail_command)
+from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, audio_command, chunk_command, gop_frames, join_command,
+                                        probe_command, rung_command, split_command, thumbnail_command)
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 
 SOURCE = Path("/media/originals/7/clip.mp4")
@@ -18,7 +18,8 @@ HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags",
 def video(height, profile, rate, maxrate, bufsize, gop):
     return ["-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", profile,
             "-pix_fmt", "yuv420p", "-b:v", rate, "-maxrate", maxrate, "-bufsize", bufsize,
-            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-fps_mode", "passthrough"]
+            "-force_key_frames", "expr:gte(t,n_forced*2)", "-g", str(2 * int(gop)), "-sc_threshold", "0",
+            "-fps_mode", "passthrough"]
 
 
 @pytest.mark.parametrize("rung, expected_video, audio_rate", [
@@ -45,6 +46,18 @@ def test_small_source_rung_keeps_its_height():
     assert command == [
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *video(240, "main", "356k", "380k", "533k", "48"),
         "-c:a", "aac", "-b:a", "64k", "-ac", "2", *HLS,
+    ]
+
+
+def test_progressive_first_rung_encodes_faster_into_a_growing_playlist():
+    """The first rung: superfast, an EVENT playlist, segments renamed into place when whole; everything
+    else as in its plain rung command (same GOP: its segments start on the other rungs' frames)."""
+    expected = video(480, "main", "1400k", "1498k", "2100k", "50")
+    expected[expected.index("veryfast")] = "superfast"
+    assert rung_command(SOURCE, BY_NAME["480p"], fps=25, has_audio=True, demuxer="mov", progressive=True) == [
+        *HEAD, "-map", "0:v:0", "-map", "0:a:0", *expected, "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+        "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "event", "-hls_flags",
+        "independent_segments+temp_file", "-hls_segment_filename", "segment_%03d.ts", "index.m3u8",
     ]
 
 
@@ -121,3 +134,41 @@ def test_no_demuxer_that_opens_other_files_or_urls_is_accepted():
     openers = {"hls", "dash", "concat", "image2", "image2pipe", "srt", "ass", "webvtt", "tty", "data", "lavfi",
                "mpjpeg", "sdp", "rtsp", "rtp", "ffmetadata", "subviewer", "jacosub"}
     assert not openers & set(SOURCE_DEMUXERS)
+
+
+def trimmed(options, trim):
+    options = list(options)
+    options[1] = trim + options[1]
+    return options
+
+
+def test_chunk_command_encodes_one_stretch_of_video_like_its_rung():
+    command = chunk_command(SOURCE, BY_NAME["720p"], 25, 60, 60, Path("/m/.chunks/720p/.tmp-chunk_0001.ts"),
+                            demuxer="mov")
+    assert command == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
+        "-ss", "60", "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
+        "-map", "0:v:0", *trimmed(video(720, "high", "2800k", "2996k", "4200k", "50"), "trim=end=60,"),
+        "-f", "mpegts", "-y", "/m/.chunks/720p/.tmp-chunk_0001.ts",
+    ]
+    last = chunk_command(SOURCE, BY_NAME["720p"], 25, 120, None, Path("c.ts"), demuxer="mov")
+    assert last[last.index("-vf") + 1] == "scale=-2:720" and last[last.index("-ss") + 1] == "120"
+
+
+def test_audio_is_encoded_once_for_the_whole_source():
+    assert audio_command(SOURCE, BY_NAME["1080p"], Path("/m/audio_192k.ts"), demuxer="mov") == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
+        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "192k", "-ac", "2", "-f", "mpegts", "-y", "/m/audio_192k.ts",
+    ]
+
+
+@pytest.mark.parametrize("audio", [Path("/m/.chunks/audio_128k.ts"), None])
+def test_join_copies_chunks_and_audio_into_one_hls_rung(audio):
+    command = join_command(Path("/m/.chunks/720p/chunks.txt"), audio, Path("/m/.tmp-720p-x"))
+    audio_input = ["-protocol_whitelist", "file", "-f", "mpegts", "-i", f"file:{audio}"] if audio else []
+    assert command == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-protocol_whitelist", "file", "-f", "concat", "-i", "file:/m/.chunks/720p/chunks.txt", *audio_input,
+        "-map", "0:v:0", *(["-map", "1:a:0"] if audio else []), "-c", "copy", *hls_into("/m/.tmp-720p-x"),
+    ]

@@ -1,6 +1,7 @@
 """Which rungs a source gets, and in which order their jobs are enqueued."""
 import pytest
 
+from services.transcoder import ladder
 from services.transcoder.ladder import BY_NAME, choose_rungs, rendition_for, small_source_rendition
 
 
@@ -45,3 +46,16 @@ def test_rendition_for_a_rung_job():
     for name, source_height in (("1080p", 720), ("480p", 240), ("240p", 240), ("../x", 1080)):
         with pytest.raises(ValueError):
             rendition_for(name, source_height)
+
+
+@pytest.mark.parametrize("duration, expected", [
+    (5.0, [(0, None)]),
+    (60.0, [(0, None)]),
+    (60.5, [(0, None)]),  # a sliver under a second joins the chunk before it
+    (61.5, [(0, 60), (60, None)]),
+    (130.0, [(0, 60), (60, 60), (120, None)]),
+    (180.0, [(0, 60), (60, 60), (120, None)]),
+])
+def test_chunks_start_on_segment_boundaries_and_the_last_runs_to_the_end(duration, expected):
+    assert ladder.chunks(duration) == expected
+    assert all(start % 4 == 0 for start, _ in ladder.chunks(duration))
