@@ -34,13 +34,18 @@ class SoakResult:
         return f"{sum(self.requests.values())} requests, {len(self.errors)} errors; RSS {memory}"
 
 
-def soak(api_url: str, cookies, video_id: int, rung_dir: Path, seconds: float, viewers: int,
-         watched: dict[str, int], segment_interval: float = 0.25) -> SoakResult:
+def soak(api_url: str, cookies, video_id: int, rung_dir: Path | str, seconds: float, viewers: int,
+         watched: dict[str, int], segment_interval: float = 0.25, storage=None) -> SoakResult:
     """Run `viewers` threads for `seconds`; `watched` maps names to pids whose process trees are
-    sampled every 2 s after a warm-up of a quarter of the run (at most 10 s)."""
-    rung = rung_dir.name
+    sampled every 2 s after a warm-up of a quarter of the run (at most 10 s). `rung_dir` is the rung's
+    directory, or with `storage` (videoflix_shared.storage) its key prefix `hls/<id>/<rung>`."""
+    rung = Path(rung_dir).name
     base = f"{api_url}video/{video_id}/"
-    sizes = {path.name: path.stat().st_size for path in sorted(rung_dir.glob("segment_*.ts"))}
+    if storage is not None:
+        sizes = {item.key.rsplit("/", 1)[1]: item.size for item in storage.list(f"{rung_dir}/")
+                 if item.key.endswith(".ts")}
+    else:
+        sizes = {path.name: path.stat().st_size for path in sorted(Path(rung_dir).glob("segment_*.ts"))}
     result = SoakResult()
     stop_at = time.monotonic() + seconds
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -25,8 +26,9 @@ import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from videoflix_shared.config import layered_settings, read_dotenv
+from videoflix_shared.config import Settings, layered_settings, read_dotenv
 from videoflix_shared.keys import s3_credentials, seaweedfs_identities
+from videoflix_shared.storage import StorageUnavailable, seaweedfs_command, storage_from_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -151,6 +153,37 @@ def runs_seaweedfs(env: dict[str, str]) -> bool:
     return env.get("MEDIA_STORAGE") == "s3" and env.get("S3_ENDPOINT_URL") == seaweedfs_url(env)
 
 
+def seaweedfs_dir(env: dict[str, str]) -> Path:
+    return Path(env["VAR_DIR"]) / "seaweedfs"
+
+
+def write_seaweedfs_identities(env: dict[str, str]) -> None:
+    """The S3 keys SeaweedFS accepts: the services' read-write one and the gateway's read-only one."""
+    path = seaweedfs_dir(env) / "s3.json"
+    (seaweedfs_dir(env) / "data").mkdir(parents=True, exist_ok=True)
+    identities = seaweedfs_identities(
+        env.get("S3_BUCKET") or "videoflix", (env["S3_ACCESS_KEY_ID"], env["S3_SECRET_ACCESS_KEY"]),
+        (env["GATEWAY_S3_ACCESS_KEY_ID"], env["GATEWAY_S3_SECRET_ACCESS_KEY"]))
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(identities, handle)
+
+
+def ensure_bucket(env: dict[str, str], timeout: float = 60) -> None:
+    """The bucket, created if missing (idempotent); waits for a SeaweedFS that is just starting."""
+    storage = storage_from_settings(Settings.from_env(env))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            storage.ensure_bucket()
+            return
+        except StorageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def public_keys_dir(env: dict[str, str]) -> Path:
     """The public key and the service token, without the private key: every process but auth's reads
     its KEYS_DIR here."""
@@ -174,7 +207,13 @@ def processes(env: dict[str, str]) -> list[Process]:
     gunicorn = "gunicorn -c services/gunicorn.conf.py"
     gateway_dir = Path(env["VAR_DIR"]) / "gateway"
     public = without_private_key(env)
-    listed = [
+    listed = []
+    if runs_seaweedfs(env):  # the S3 API on S3_PORT (403 unsigned: it is up), data under $VAR_DIR/seaweedfs
+        weed = seaweedfs_dir(env)
+        listed.append(Process("seaweedfs", shlex.join(seaweedfs_command(
+            str(VENV_BIN / "weed"), weed / "data", int(env["S3_PORT"]), weed / "s3.json")), "", "",
+            without_private_key(env)))
+    listed += [
         # maildev (npm, scripts/install.sh): SMTP, the web inbox, and one MAIL_DIR/<id>.eml per message.
         Process("maildev", f"{MAILDEV} --ip 127.0.0.1 --smtp {env['SMTP_PORT']} --web {env['INBOX_PORT']} "
                            f"--mail-directory {shlex.quote(env['MAIL_DIR'])} --silent",
@@ -202,8 +241,11 @@ def processes(env: dict[str, str]) -> list[Process]:
     listed.append(Process(  # auth's housekeeping: expired link and refresh tokens, hourly
         "pruner", "flask --app services.auth.app prune-tokens --every 3600", "services/auth/app.py",
     ))
+    transcoder = "python -m services.transcoder.worker"
+    if env.get("TRANSCODER_SEPARATE_HOST") == "true":  # no shared disk: see scripts/transcoder-host.sh
+        transcoder = f"unshare --mount --propagation private scripts/transcoder-host.sh {transcoder}"
     for index in range(int(env.get("TRANSCODER_WORKERS", "2"))):
-        listed.append(Process(f"transcoder-{index + 1}", "python -m services.transcoder.worker",
+        listed.append(Process(f"transcoder-{index + 1}", transcoder,
                               "services/transcoder/worker.py",
                               environment={"PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, "transcoder"), **public}))
     listed.append(Process(
@@ -248,6 +290,8 @@ def prepare(env: dict[str, str]) -> None:
             Path(process.environment["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     run(f"python -m videoflix_shared.keys {shlex.quote(env['KEYS_DIR'])} {shlex.quote(str(public_keys_dir(env)))}",
         env)
+    if runs_seaweedfs(env):
+        write_seaweedfs_identities(env)
     for service in ("auth", "catalog"):
         if (ROOT / "services" / service / "migrations").exists():
             ensure_database(database_name(env[f"{service.upper()}_DATABASE_URL"]), env)
@@ -412,6 +456,8 @@ def up(env: dict[str, str]) -> int:
     prepare(env)
     listed = processes(env)
     start_supervisor(env, listed)
+    if env.get("MEDIA_STORAGE") == "s3":
+        ensure_bucket(env)
     failed = [p.name for p in listed if p.health_url and not wait_healthy(p.health_url)]
     failed += [p.name for p in listed if not p.health_url and not wait_until_running(env, p.name)]
     if failed:

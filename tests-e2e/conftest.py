@@ -22,6 +22,8 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
+from videoflix_shared.config import Settings
+from videoflix_shared.storage import storage_from_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +42,19 @@ if os.environ.get("E2E_STACK_ENV"):
     # `make test-compose`: the suite runs against the Docker Compose stack this file describes.
     STACK_ENV.update(STACK.read_dotenv(Path(os.environ["E2E_STACK_ENV"])))
 GATEWAY = f"http://127.0.0.1:{STACK_ENV['GATEWAY_PORT']}"
+# The stack's media (MEDIA_DIR, or the S3 bucket of MEDIA_STORAGE=s3), read as the services read it.
+STORAGE = storage_from_settings(Settings.from_env(STACK_ENV))
 _source_addresses = itertools.count(2)
 
 
 @pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
     return STACK_ENV
+
+
+@pytest.fixture(scope="session")
+def media_storage():
+    return STORAGE
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import hmac
 import http.client
 import json
 import random
-import shutil
 import socket
 import time
 import uuid
@@ -36,17 +35,15 @@ def raw_token(header: dict, payload: dict, signature: bytes) -> str:
 
 
 @pytest.fixture
-def video(stack_env):
-    """A published fake video: MEDIA_DIR/hls/<id>/480p/segment_000.ts (+ index.m3u8), ready in the
-    catalog (of another user than the tokens' "42"). Yields the id."""
+def video(media_storage):
+    """A published fake video: hls/<id>/480p/segment_000.ts (+ index.m3u8) in the stack's media storage
+    (MEDIA_DIR or the bucket), ready in the catalog (of another user than the tokens' "42"). Yields the id."""
     video_id = str(random.randint(10**9, 2**31 - 1))
     catalog_video(int(video_id), owner_id=7)
-    rung = Path(stack_env["MEDIA_DIR"]) / "hls" / video_id / "480p"
-    rung.mkdir(parents=True)
-    (rung / "segment_000.ts").write_bytes(SEGMENT_BYTES)
-    (rung / "index.m3u8").write_text("#EXTM3U\n")
+    media_storage.put_bytes(f"hls/{video_id}/480p/segment_000.ts", SEGMENT_BYTES)
+    media_storage.put_bytes(f"hls/{video_id}/480p/index.m3u8", b"#EXTM3U\n")
     yield video_id
-    shutil.rmtree(rung.parent)
+    media_storage.delete_prefix(f"hls/{video_id}/")
 
 
 def source_address(client) -> str:

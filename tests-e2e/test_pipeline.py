@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STACK, STACK_ENV, generate_clip
+from conftest import STACK, STACK_ENV, STORAGE, generate_clip
 
 FORM = {"title": "Pipeline clip", "description": "testsrc2 and a sine tone", "category": "Testing"}
 TIMEOUT = 150
@@ -177,8 +177,8 @@ def test_text_file_renamed_mp4_fails_with_a_reason_and_is_kept(logged_in_client,
         time.sleep(0.3)
     assert detail["failure_reason"].startswith("The file is not a video that can be read")
     assert detail["renditions"] == [] and detail["master_playlist_url"] is None
-    originals = list((Path(stack_env["MEDIA_DIR"]) / "originals" / str(video["id"])).iterdir())
-    assert [path.read_bytes() for path in originals] == [fake.read_bytes()]
+    originals = STORAGE.list(f"originals/{video['id']}/")
+    assert [STORAGE.get(item.key) for item in originals] == [fake.read_bytes()]  # a failed video keeps its original
     assert video["id"] not in [item["id"] for item in client.get("video/").json()]
     assert client.get(f"video/{video['id']}/master.m3u8").status_code == 404
 
@@ -189,14 +189,15 @@ def parent_pid(pid: int) -> int:
 
 def rung_encoder(video_id: int) -> int | None:
     """pid of an ffmpeg encoding an HLS rung of this video (of this stack: others may run beside it)."""
-    original = f"{STACK_ENV['MEDIA_DIR']}/originals/{video_id}/".encode()
+    # MEDIA_DIR/originals/<id>/..., or (S3) the job's copy in VAR_DIR/scratch/job-.../originals/<id>/...
+    stack, original = STACK_ENV["VAR_DIR"].encode(), f"/originals/{video_id}/".encode()
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if argv[0].endswith(b"ffmpeg") and b"-hls_time" in argv and \
-                any(original in arg for arg in argv):
+                any(stack in arg and original in arg for arg in argv):
             return int(entry.name)
     return None
 
@@ -242,12 +243,12 @@ def test_video_deleted_mid_transcode_stops_its_jobs_and_leaves_no_files(logged_i
     while alive(encoder):
         assert time.monotonic() < deadline, "ffmpeg kept encoding a deleted video"
         time.sleep(0.05)
-    hls = Path(stack_env["MEDIA_DIR"]) / "hls" / str(video["id"])
     deadline = time.monotonic() + 20
     quiet_since = None
     while quiet_since is None or time.monotonic() - quiet_since < 3:
-        assert time.monotonic() < deadline, f"still working on a deleted video: {list(hls.glob('*'))}"
-        busy = alive(encoder) or rung_encoder(video["id"]) is not None or hls.exists()
+        stored = STORAGE.list(f"hls/{video['id']}/")
+        assert time.monotonic() < deadline, f"still working on a deleted video: {stored}"
+        busy = alive(encoder) or rung_encoder(video["id"]) is not None or stored
         quiet_since = None if busy else (quiet_since or time.monotonic())
         time.sleep(0.1)
     assert client.get(f"video/{video['id']}/").status_code == 404
@@ -271,8 +272,7 @@ def test_worker_killed_mid_transcode_still_ends_ready(logged_in_client, long_cli
 
         detail = wait_for(client, video["id"], complete)
         assert ready_rungs(detail) == ["360p", "480p"]
-        hls = Path(stack_env["MEDIA_DIR"]) / "hls" / str(video["id"])
-        assert sorted(path.name for path in hls.iterdir() if path.name.startswith(".tmp-")) == []
+        assert [item.key for item in STORAGE.list(f"hls/{video['id']}/") if "/.tmp-" in item.key] == []
         for rung in ("360p", "480p"):
             assert client.get(f"video/{video['id']}/{rung}/index.m3u8").status_code == 200
     finally:  # supervisord restarts it by itself; make sure before the next test

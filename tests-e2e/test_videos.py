@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -93,7 +92,7 @@ def test_control_characters_in_an_upload_are_400_not_500(logged_in_client, clip)
         assert response.json() == {field: ["Control characters are not allowed."]}
 
 
-def test_oversize_upload_is_413(logged_in_client, stack_env):
+def test_oversize_upload_is_413(logged_in_client, stack_env, media_storage):
     limit = int(stack_env["MAX_UPLOAD_BYTES"])
     for file_size in (limit + 1, limit + 2 * 1024 * 1024):  # refused by the catalog, then by the gateway
         body, boundary = multipart(file_size)
@@ -101,12 +100,11 @@ def test_oversize_upload_is_413(logged_in_client, stack_env):
                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         assert response.status_code == 413, file_size
         assert response.json() == {"detail": "Request body too large."}
-    uploads = Path(stack_env["MEDIA_DIR"]) / "uploads"
-    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert media_storage.list("uploads/") == []
 
 
 def test_upload_shows_progress_then_plays_and_is_listed(logged_in_client, other_client, clip, stack_env,
-                                                        gateway_url):
+                                                        gateway_url, media_storage):
     client = logged_in_client
     response = upload(client, clip)
     assert response.status_code == 201, response.text
@@ -114,8 +112,7 @@ def test_upload_shows_progress_then_plays_and_is_listed(logged_in_client, other_
     video_id = video["id"]
     assert video["status"] in {"queued", "processing"}
     assert (video["title"], video["category"], video["progress"]) == ("E2E clip", "Testing", 0)
-    original = Path(stack_env["MEDIA_DIR"]) / "originals" / str(video_id) / "tiny_clip.mp4"
-    assert original.read_bytes() == clip.read_bytes()
+    assert media_storage.get(f"originals/{video_id}/tiny_clip.mp4") == clip.read_bytes()
 
     detail = client.get(f"video/{video_id}/").json()
     if detail["status"] != "ready":
@@ -161,12 +158,11 @@ def test_a_video_that_never_gets_ready_is_never_listed(logged_in_client, other_c
     assert other_client.get(f"video/{video_id}/").status_code == 404
 
 
-def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_client, clip, stack_env):
+def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_client, clip, media_storage):
     client = logged_in_client
     video_id = upload(client, clip).json()["id"]
     wait_until_ready(client, video_id)
-    media = Path(stack_env["MEDIA_DIR"])
-    assert (media / "originals" / str(video_id)).is_dir() and (media / "hls" / str(video_id)).is_dir()
+    assert media_storage.list(f"originals/{video_id}/") and media_storage.list(f"hls/{video_id}/")
 
     assert other_client.delete(f"video/{video_id}/").status_code == 403
     assert client.delete(f"video/{video_id}/", csrf=False).status_code == 403
@@ -176,33 +172,29 @@ def test_only_owner_deletes_and_files_go_with_the_video(logged_in_client, other_
     assert client.get(f"video/{video_id}/").status_code == 404
     assert video_id not in listed_ids(client)
     assert client.get(f"video/{video_id}/master.m3u8").status_code == 404
-    assert not (media / "originals" / str(video_id)).exists()
-    assert not (media / "hls" / str(video_id)).exists()
+    assert media_storage.list(f"originals/{video_id}/") == [] and media_storage.list(f"hls/{video_id}/") == []
 
 
 MEDIA_PATHS = ["", "master.m3u8", "480p/index.m3u8", "480p/segment_000.ts", "480p/segment_000.ts/", "thumbnail.jpg"]
 
 
 @pytest.fixture
-def published_media(stack_env):
-    """publish(status) -> the id of a catalog video of user 7000001 in `status`, with every media file on disk."""
-    media, created = Path(stack_env["MEDIA_DIR"]) / "hls", []
+def published_media(media_storage):
+    """publish(status) -> the id of a catalog video of user 7000001 in `status`, with every media file stored."""
+    created = []
 
     def publish(status: str) -> int:
         video_id = random.randint(10**9, 2**31 - 1)
         catalog_video(video_id, owner_id=7000001, status=status)
-        rung = media / str(video_id) / "480p"
-        rung.mkdir(parents=True)
-        (rung / "segment_000.ts").write_bytes(b"\x47" * 188)
-        (rung / "index.m3u8").write_text("#EXTM3U\n")
-        (rung.parent / "master.m3u8").write_text("#EXTM3U\n")
-        (rung.parent / "thumbnail.jpg").write_bytes(b"\xff\xd8\xff\xe0 a private picture")
-        created.append(rung.parent)
+        for key, data in {"480p/segment_000.ts": b"\x47" * 188, "480p/index.m3u8": b"#EXTM3U\n",
+                          "master.m3u8": b"#EXTM3U\n", "thumbnail.jpg": b"\xff\xd8\xff\xe0 a private picture"}.items():
+            media_storage.put_bytes(f"hls/{video_id}/{key}", data)
+        created.append(video_id)
         return video_id
 
     yield publish
-    for directory in created:
-        shutil.rmtree(directory, ignore_errors=True)
+    for video_id in created:
+        media_storage.delete_prefix(f"hls/{video_id}/")
 
 
 @pytest.mark.parametrize("status", ["uploaded", "queued", "processing", "failed"])

@@ -2,11 +2,11 @@
 
 Every video in every state with its owner, original's size and failure reason; edit title,
 description, category and thumbnail; re-transcode; delete (rows, then files); upload a video as its
-admin owner, the way the original's admins add the catalogue. Uploads stream to disk as on the API.
+admin owner, the way the original's admins add the catalogue. Uploads stream into the storage as on the API.
 """
 from __future__ import annotations
 
-import os
+import io
 
 import sqlalchemy as sa
 from flask import Flask, current_app, flash, request
@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 
 from . import queue
 from .models import FAILED, READY, UPLOADED, Rendition, Video, db
-from .storage import HLS_DIR, media_dir, original_size, remove_hls_output
+from .storage import HLS_DIR, original_size, remove_hls_output, storage
 from .uploads import store_upload
 from .videos import delete_videos
 
@@ -63,14 +63,12 @@ def validate_thumbnail(form, field) -> None:
 def save_thumbnail(video: Video, upload) -> None:
     """Re-encode the checked image as the JPEG the streamer serves (`hls/<id>/thumbnail.jpg`)."""
     relative = f"{HLS_DIR}/{video.id}/thumbnail.jpg"
-    target = media_dir() / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".thumbnail.{os.getpid()}.jpg")
     upload.stream.seek(0)
+    encoded = io.BytesIO()
     with Image.open(upload.stream) as image:
         image.thumbnail(THUMBNAIL_BOX)
-        image.convert("RGB").save(partial, "JPEG", quality=85)
-    os.replace(partial, target)  # a viewer never gets half a file
+        image.convert("RGB").save(encoded, "JPEG", quality=85)
+    storage().put_bytes(relative, encoded.getvalue())  # a viewer never gets half a file
     video.thumbnail_path = relative
 
 
@@ -159,6 +157,7 @@ def allow_admin_uploads() -> None:
     """The upload form and the thumbnail form carry files: raise the body limit for those two only."""
     if request.endpoint == "admin_videos.create_view":
         request.upload_limit = current_app.config["SETTINGS"].max_upload_bytes
+        request.upload_into_storage = True
     elif request.endpoint == "admin_videos.edit_view":
         request.upload_limit = THUMBNAIL_MAX_BYTES
 

@@ -13,10 +13,12 @@ from videoflix_shared import Settings
 from videoflix_shared.database import init_database
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
+from videoflix_shared.storage import storage_from_settings
 
 from . import internal, library, queue, tus, uploads, videos
 from .admin import init_admin_site
 from .cli import reconcile_command
+from .media_cli import media_command
 from .models import db
 from .storage import StreamingUploadRequest, discard_spools
 
@@ -36,6 +38,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_database(app, db)
     Migrate(app, db, directory=MIGRATIONS_DIR)
     app.extensions["redis"] = queue.connect(settings.redis_url)
+    app.extensions["storage"] = config.get("STORAGE") or storage_from_settings(settings)
     api = init_service(app, settings, "Videoflix catalog", health_checks={
         "database": lambda: db.session.execute(sa.text("SELECT 1")),
         "redis": lambda: app.extensions["redis"].ping(),
@@ -45,5 +48,6 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.teardown_request(discard_spools)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(media_command)
     init_admin_site(app)
     return app

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from videoflix_shared.storage import StorageUnavailable
 
 from . import queue
 from .models import PENDING, PROCESSING, QUEUED, READY, UPLOADED, Rendition, Video, db, utcnow
@@ -88,7 +89,7 @@ def reconcile_command(every: float | None, quiet_for: float, max_attempts: int) 
                 log.info("removed %s abandoned upload parts", removed)
             if expired := remove_expired_uploads():
                 log.info("removed %s expired resumable uploads", expired)
-        except (RedisError, SQLAlchemyError) as error:
+        except (RedisError, SQLAlchemyError, StorageUnavailable) as error:
             if every is None:
                 raise click.ClickException(str(error))
             log.warning("reconcile pass failed, retrying in %ss: %s", every, error)

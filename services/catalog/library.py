@@ -3,8 +3,7 @@ and the search the public list uses (`search_videos`)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
+import io
 
 import sqlalchemy as sa
 from flask import request
@@ -23,7 +22,7 @@ from . import queue
 from .access import can_manage, login_and_csrf_required, visible_video
 from .models import FAILED, SEARCH_CONFIG, UPLOADED, Rendition, Video, db
 from .schemas import ImageUploadSchema, MyVideosPageSchema, VideoSchema, VideoUpdateSchema
-from .storage import HLS_DIR, media_dir
+from .storage import HLS_DIR, storage
 
 blp = Blueprint("library", __name__, url_prefix="/api/video",
                 description="Your videos: edit, list, thumbnail, retry.")
@@ -109,9 +108,9 @@ class CustomThumbnail(MethodView):
         The image is decoded and re-encoded as a JPEG of at most 1280x720 (nothing of the upload is kept).
         """
         video = managed_video(video_id)
-        target = media_dir() / HLS_DIR / str(video.id) / "thumbnail.jpg"
-        write_thumbnail(form["file"].stream, target)
-        video.thumbnail_path = str(target.relative_to(media_dir()))
+        key = f"{HLS_DIR}/{video.id}/thumbnail.jpg"
+        write_thumbnail(form["file"].stream, key)
+        video.thumbnail_path = key
         db.session.commit()
         return video
 
@@ -122,8 +121,8 @@ def allow_thumbnail_upload():
         request.upload_limit = THUMBNAIL_MAX_BYTES
 
 
-def write_thumbnail(stream, target) -> None:
-    """Decode an uploaded image (JPEG or PNG only, pixel count capped) and write it re-encoded."""
+def write_thumbnail(stream, key: str) -> None:
+    """Decode an uploaded image (JPEG or PNG only, pixel count capped) and store it re-encoded."""
     stream.seek(0)
     try:
         with Image.open(stream, formats=sorted(THUMBNAIL_FORMATS)) as image:
@@ -134,12 +133,9 @@ def write_thumbnail(stream, target) -> None:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         raise ApiError(400, fields={"file": ["Upload a JPEG or PNG image."]}) from None
     picture.thumbnail(THUMBNAIL_BOX)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed: the streamer never serves half a file.
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as spare:
-        picture.save(spare, "JPEG", quality=85, optimize=True)
-    os.chmod(spare.name, 0o644)
-    os.replace(spare.name, target)
+    encoded = io.BytesIO()
+    picture.save(encoded, "JPEG", quality=85, optimize=True)
+    storage().put_bytes(key, encoded.getvalue())  # whole or not at all: never half a picture served
 
 
 @blp.route("/<int:video_id>/retry/")
@@ -159,7 +155,7 @@ class Retry(MethodView):
         video = managed_video(video_id)
         if video.status != FAILED:
             raise ApiError(409, "Only a failed video can be retried.")
-        if not video.original_path or not (media_dir() / video.original_path).is_file():
+        if not video.original_path or not storage().exists(video.original_path):
             raise ApiError(409, "The uploaded original is gone; upload the video again.")
         db.session.execute(sa.delete(Rendition).where(Rendition.video_id == video.id))
         video.status, video.failure_reason, video.progress = UPLOADED, None, 0

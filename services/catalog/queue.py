@@ -47,8 +47,7 @@ def prepare_job_id(video_id: int) -> str:
 
 def enqueue_video(video: Video) -> bool:
     """Enqueue a committed video's transcoding and mark it `queued`; False when Redis is down."""
-    source_path = str(current_app.config["SETTINGS"].media_dir / video.original_path)
-    if not enqueue_prepare(video.id, source_path):
+    if not enqueue_prepare(video.id, video.original_path):
         return False
     # Only from `uploaded`: a fast worker may already have moved the video on.
     db.session.execute(

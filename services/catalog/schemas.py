@@ -236,14 +236,12 @@ class InternalVideoSchema(ma.Schema):
     height = fields.Integer(attribute="source_height", allow_none=True)
     has_audio = fields.Boolean(allow_none=True)
     original_filename = fields.String()
-    original_path = fields.String(metadata={"description": "Relative to MEDIA_DIR."})
-    source_path = fields.Method("absolute_source_path")
+    original_path = fields.String(metadata={"description": "The original's key in the media storage."})
+    source_path = fields.Function(lambda video: video.original_path,
+                                  metadata={"description": "The original's key in the media storage (as original_path)."})
     thumbnail_path = fields.String(allow_none=True)
     rungs = fields.Method("planned_rungs", metadata={"description": "Every planned rung, in ladder order."})
     renditions = fields.Method("all_renditions")
-
-    def absolute_source_path(self, video: Video):
-        return str(current_app.config["SETTINGS"].media_dir / video.original_path)
 
     def planned_rungs(self, video: Video):
         return [rendition.rung for rendition in by_rung(video.renditions)]

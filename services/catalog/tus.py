@@ -2,7 +2,8 @@
 
 No maintained tus server fits Flask (flask-tus and tusfilter date from 2015-16, tuspyserver is for
 FastAPI), so the protocol is here: https://tus.io/protocols/resumable-upload. An upload's bytes are
-appended to MEDIA_DIR/resumable/<id> in chunks (memory stays flat); its row holds the offset reached,
+appended to MEDIA_DIR/resumable/<id> on the catalog's disk in chunks (memory stays flat) and moved into
+the media storage once complete; its row holds the offset reached,
 so a PATCH cut by a dropped connection keeps what arrived and the client resumes from there. Once
 complete it becomes a video exactly as POST /api/video/upload/ makes one (`X-Video-Id` says which).
 Uploads belong to their creator (anyone else gets 404), count against UPLOAD_QUOTA_BYTES until complete,
@@ -35,7 +36,7 @@ from werkzeug.exceptions import ClientDisconnected
 from .access import login_and_csrf_required
 from .models import TusUpload, Video, db, utcnow
 from .schemas import TusMetadataSchema
-from .storage import media_dir
+from .storage import storage
 from .uploads import create_video
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ TUS_DIR = "resumable"
 
 
 def tus_dir() -> Path:
-    return media_dir() / TUS_DIR
+    """Unfinished uploads stay on the catalog's disk (appended to at any offset); complete, they move
+    into the storage."""
+    return current_app.config["SETTINGS"].media_dir / TUS_DIR
 
 
 def data_path(upload_id: str) -> Path:
@@ -270,14 +273,14 @@ def append_body(upload: TusUpload, data) -> None:
 
 
 def become_video(upload: TusUpload) -> Video:
-    """A complete upload becomes a video as POST /api/video/upload/ makes one: row, original, enqueue."""
+    """A complete upload becomes a video as POST /api/video/upload/ makes one: row, original (moved from
+    the local data file into the storage; with the storage down, 503 and the data file stays for a retry
+    of the last PATCH), enqueue."""
 
-    def keep(video: Video) -> Path:
+    def keep(video: Video) -> int:
         upload.video_id = video.id
-        target = media_dir() / video.original_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(data_path(upload.id), target)
-        return target
+        storage().move_in(data_path(upload.id), video.original_path)
+        return upload.length
 
     return create_video(upload.title, upload.description, upload.category, upload.owner_id, upload.filename, keep)
 

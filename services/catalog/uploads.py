@@ -1,8 +1,7 @@
-"""Uploading a video: the file streams to disk, the row is committed, then transcoding is enqueued."""
+"""Uploading a video: the file streams into the storage, the row is committed, then transcoding is enqueued."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from flask import current_app, request
 from flask.views import MethodView
@@ -15,7 +14,7 @@ from .access import login_and_csrf_required
 from videoflix_shared.blueprint import Blueprint
 from .models import Video, db
 from .schemas import UploadSchema, VideoSchema
-from .storage import keep_original, original_relative_path, remove_video_files
+from .storage import original_relative_path, remove_video_files
 
 UPLOAD_BYTES = Counter("videoflix_upload_bytes", "Bytes of uploaded originals stored")
 
@@ -25,6 +24,7 @@ blp = Blueprint("uploads", __name__, url_prefix="/api/video", description="Uploa
 @blp.before_request
 def allow_upload():
     request.upload_limit = current_app.config["SETTINGS"].max_upload_bytes
+    request.upload_into_storage = True
 
 
 @blp.route("/upload/")
@@ -48,20 +48,25 @@ class Upload(MethodView):
 def store_upload(upload: FileStorage, title: str, description: str, category: str, owner_id: int) -> Video:
     """Keep a streamed upload as a new video's original and enqueue its transcoding (API and admin site)."""
     return create_video(title, description, category, owner_id, upload.filename,
-                        lambda video: keep_original(upload.stream, video.original_path))
+                        lambda video: upload.stream.keep_as(video.original_path))
 
 
 def create_video(title: str, description: str, category: str, owner_id: int, filename: str,
-                 keep: Callable[[Video], Path]) -> Video:
-    """A new video whose original `keep(video)` puts at `video.original_path` (returning the stored file):
-    committed, then enqueued. Every way in (form upload, admin site, resumable upload) ends here."""
+                 keep: Callable[[Video], int]) -> Video:
+    """A new video whose original `keep(video)` puts at `video.original_path` in the storage (returning
+    its size): committed, then enqueued. Every way in (form upload, admin site, resumable upload) ends
+    here. The storage failing answers 503 and leaves no row; the row is committed only with its original."""
     video = Video(title=title, description=description, category=category, owner_id=owner_id,
                   original_filename=filename[-255:])
     db.session.add(video)
     db.session.flush()
     video.original_path = original_relative_path(video.id, filename)
-    stored = keep(video)
-    UPLOAD_BYTES.inc(stored.stat().st_size)
+    try:
+        size = keep(video)
+    except BaseException:
+        db.session.rollback()
+        raise
+    UPLOAD_BYTES.inc(size)
     try:
         db.session.commit()
     except Exception:

@@ -1,10 +1,13 @@
 """The public video list, one video's detail, and deleting a video."""
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from videoflix_shared.errors import ApiError
+from videoflix_shared.storage import StorageUnavailable
 
 from . import queue
 from .access import can_manage, login_and_csrf_required, visible_video
@@ -13,6 +16,8 @@ from .models import READY, Video, db
 from .library import search_videos
 from .schemas import VideoListItemSchema, VideoSchema, VideoSearchSchema, thumbnail_url
 from .storage import remove_video_files
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("videos", __name__, url_prefix="/api/video", description="Browse, inspect and delete videos.")
 
@@ -68,10 +73,15 @@ class VideoDetail(MethodView):
 
 
 def delete_videos(videos: list[Video]) -> None:
-    """Delete rows, then stop their transcoder jobs and remove their files."""
+    """Delete rows, then stop their transcoder jobs and remove their files. With the storage down the
+    rows are gone all the same (the video is deleted for everyone); its objects are left to
+    `flask media orphans --delete`, and the failure is logged."""
     for video in videos:
         db.session.delete(video)
     db.session.commit()
     for video in videos:
         queue.stop_video_jobs(video.id)
-        remove_video_files(video.id)
+        try:
+            remove_video_files(video.id)
+        except StorageUnavailable as error:
+            log.error("video %s deleted, its media not (run `flask media orphans --delete`): %s", video.id, error)

@@ -5,6 +5,12 @@ deterministic job ids (`video-<id>-<rung>`, `video-<id>-rest`, `video-<id>-thumb
 prepare does not duplicate work. Every job first asks the catalog whether the video still exists and
 stops quietly if not.
 
+Media goes through the storage interface (videoflix_shared.storage: MEDIA_DIR or an S3 bucket): each job
+fetches the original into its own scratch directory under TRANSCODER_SCRATCH_DIR (ffmpeg reads local
+files only), encodes there, and publishes through the storage; the scratch directory is removed after
+the job, and those of dead work horses at the next job or worker start. A transcoder host needs no disk
+shared with anything.
+
 `TRANSCODE_MODE` (read by the worker that runs `prepare_video`) chooses how the ladder is cut into jobs:
 - `split` (default): the first rung alone, then every other rung in one job running one ffmpeg that
   decodes the source once (a split filter graph). Least CPU: fastest whole ladder on a few cores.
@@ -26,6 +32,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 
 from videoflix_shared import Settings
+from videoflix_shared.storage import Storage, storage_from_settings
 
 from . import ffmpeg, ladder, metrics, probe, publish
 from .catalog_client import CatalogClient, VideoGone
@@ -57,9 +64,39 @@ def transcode_mode() -> str:
     return mode
 
 
-def _context(video_id: int) -> tuple[Settings, CatalogClient, Path]:
+def _context() -> tuple[Settings, CatalogClient, Storage]:
     settings = Settings.from_env()
-    return settings, CatalogClient.from_settings(settings), publish.video_dir(settings.media_dir, video_id)
+    return settings, CatalogClient.from_settings(settings), storage_from_settings(settings)
+
+
+SCRATCH_PREFIX = "job-"
+
+
+def remove_dead_scratch(scratch_root: Path) -> list[Path]:
+    """Scratch directories of work horses that are gone (killed, crashed, the host restarted)."""
+    from .worker import process_alive
+
+    removed = []
+    for path in Path(scratch_root).glob(f"{SCRATCH_PREFIX}*") if Path(scratch_root).is_dir() else ():
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def job_scratch(settings: Settings) -> Iterator[Path]:
+    """This job's own directory on the local disk (`job-<pid>-<random>`), removed afterwards."""
+    root = settings.transcoder_scratch_dir
+    root.mkdir(parents=True, exist_ok=True)
+    remove_dead_scratch(root)
+    directory = root / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def is_gone(catalog: CatalogClient, video_id: int) -> bool:
@@ -73,10 +110,10 @@ def is_gone(catalog: CatalogClient, video_id: int) -> bool:
 
 
 @contextlib.contextmanager
-def stop_if_video_gone(catalog: CatalogClient, video_id: int, directory: Path) -> Iterator[None]:
+def stop_if_video_gone(catalog: CatalogClient, storage: Storage, video_id: int) -> Iterator[None]:
     """A video deleted meanwhile (catalog 404): drop whatever was written for it and end the job.
 
-    Any other error is checked too: deleting a video removes its files under a running ffmpeg.
+    Any other error is checked too: deleting a video removes its files while a job works on it.
     """
     try:
         yield
@@ -84,21 +121,18 @@ def stop_if_video_gone(catalog: CatalogClient, video_id: int, directory: Path) -
         if not isinstance(error, VideoGone) and not is_gone(catalog, video_id):
             raise
         log.info("video gone, job dropped", extra={"fields": {"video_id": video_id}})
-        shutil.rmtree(directory, ignore_errors=True)
+        storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
 
 
-def original_path(media_dir: Path, video_id: int, source_path: str | None) -> Path:
-    """The uploaded original: the path the catalog sent (relative to MEDIA_DIR or absolute), or the
-    one file in `originals/<id>/`."""
-    if source_path:
-        path = Path(media_dir) / source_path
-        if path.is_file():
-            return path
-    candidates = sorted((Path(media_dir) / "originals" / str(video_id)).glob("*"))
-    files = [path for path in candidates if path.is_file()]
-    if len(files) != 1:
+def original_key(storage: Storage, video_id: int, source_path: str | None) -> str:
+    """The uploaded original's storage key: the one the catalog sent, or the one object under
+    `originals/<id>/`."""
+    if source_path and not source_path.startswith("/") and storage.exists(source_path):
+        return source_path
+    stored = storage.list(f"originals/{video_id}/")
+    if len(stored) != 1:
         raise probe.UnusableMedia("The uploaded file is missing.")
-    return files[0]
+    return stored[0].key
 
 
 def retry() -> Retry:
@@ -111,13 +145,14 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
     Unusable input (not an accepted container, no video stream, corrupt, beyond the MAX_SOURCE_* limits,
     a declared duration the file does not hold) is reported as failed; the original stays.
     """
-    settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(catalog, video_id, directory):
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
         try:
-            source = original_path(settings.media_dir, video_id, source_path)
-            media = probe.probe_source(source, probe.SourceLimits.from_settings(settings),
-                                       ResourceLimits.from_settings(settings))
+            source = original_key(storage, video_id, source_path)
+            with storage.local_copy(source, scratch) as local:
+                media = probe.probe_source(local, probe.SourceLimits.from_settings(settings),
+                                           ResourceLimits.from_settings(settings))
         except probe.UnusableMedia as error:
             log.info("unusable upload", extra={"fields": {"video_id": video_id, "reason": str(error)}})
             catalog.report_failed(video_id, str(error))
@@ -150,15 +185,16 @@ def _enqueue_once(queue: Queue, job_id: str, function, **options) -> Job | None:
                          on_stopped=Callback(remove_stopped_job_files), **options)
 
 
-def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.SourceMedia,
+def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.SourceMedia,
                    rungs: list[ladder.Rendition], mode: str = DEFAULT_MODE,
                    max_timeout: int | None = None) -> list[Job]:
     """The first rung, then the thumbnail (cheap, so the video is listed with its picture), then the rest:
-    one job per rung from small to large (`rungs`), or one job for all of them (`split`).
+    one job per rung from small to large (`rungs`), or one job for all of them (`split`). `source` is
+    the original's storage key.
 
     Every job's timeout grows with the duration but never beyond `max_timeout` (default: the setting)."""
     max_timeout = max_timeout or Settings.from_env().transcode_job_timeout_seconds
-    source_kwargs = {"source_path": str(source), "source_height": media.height, "duration": media.duration,
+    source_kwargs = {"source_path": source, "source_height": media.height, "duration": media.duration,
                      "fps": media.fps, "has_audio": media.has_audio, "demuxer": media.demuxer}
 
     def bounded(seconds: float) -> int:
@@ -182,7 +218,7 @@ def enqueue_ladder(queue: Queue, video_id: int, source: Path, media: probe.Sourc
     def thumbnail_job() -> Job | None:
         return _enqueue_once(
             queue, thumbnail_job_id(video_id), make_thumbnail, args=(video_id,),
-            kwargs={"source_path": str(source), "duration": media.duration, "demuxer": media.demuxer},
+            kwargs={"source_path": source, "duration": media.duration, "demuxer": media.demuxer},
             job_timeout=bounded(THUMBNAIL_TIMEOUT_SECONDS),
         )
 
@@ -209,23 +245,24 @@ def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], d
 
 def transcode_rung(video_id: int, rung: str, source_path: str, source_height: int, duration: float,
                    fps: float, has_audio: bool, demuxer: str) -> None:
-    """Encode one rung into a hidden directory, publish it, rewrite master.m3u8, report the rendition.
+    """Encode one rung in the scratch directory, publish it, rewrite master.m3u8, report the rendition.
 
     A rung that is already published is not encoded again: the job only makes sure the master lists it
     and the catalog knows it (a retry after a crash between publishing and reporting converges).
     """
-    settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(catalog, video_id, directory):
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
-        if not publish.is_published(directory, rung):
+        if not publish.is_published(storage, video_id, rung):
             rendition = ladder.rendition_for(rung, source_height)
-            command = ffmpeg.rung_command(Path(source_path), rendition, fps, has_audio, demuxer=demuxer)
-            with metrics.encoding([rung], duration), publish.staging_dir(directory, rung) as staged:
+            with metrics.encoding([rung], duration), storage.local_copy(source_path, scratch) as source, \
+                    publish.staging_dir(scratch, rung) as staged:
+                command = ffmpeg.rung_command(source, rendition, fps, has_audio, demuxer=demuxer)
                 ffmpeg.run(command, ResourceLimits.from_settings(settings), cwd=staged,
                            on_seconds=progress_reporter(catalog, video_id, [rung], duration))
-                publish.publish_rung(staged, directory, rung)
-            metrics.count_segments(rung, directory / rung)
-        report_renditions(catalog, video_id, directory, [rung])
+                metrics.count_segments(rung, staged)
+                publish.publish_rung(storage, staged, video_id, rung)
+        report_renditions(catalog, storage, video_id, [rung], scratch)
 
 
 def transcode_split(video_id: int, rungs: list[str], source_path: str, source_height: int, duration: float,
@@ -235,30 +272,31 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
 
     Rungs already published (an earlier attempt got that far) are not encoded again, only reported.
     """
-    settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(catalog, video_id, directory):
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
         missing = [ladder.rendition_for(rung, source_height) for rung in rungs
-                   if not publish.is_published(directory, rung)]
+                   if not publish.is_published(storage, video_id, rung)]
         if missing:
             with metrics.encoding([rendition.name for rendition in missing], duration), \
                     contextlib.ExitStack() as stack:
-                outputs = [(rendition, stack.enter_context(publish.staging_dir(directory, rendition.name)))
+                source = stack.enter_context(storage.local_copy(source_path, scratch))
+                outputs = [(rendition, stack.enter_context(publish.staging_dir(scratch, rendition.name)))
                            for rendition in missing]
-                command = ffmpeg.split_command(Path(source_path), outputs, fps, has_audio, demuxer=demuxer)
+                command = ffmpeg.split_command(source, outputs, fps, has_audio, demuxer=demuxer)
                 on_seconds = progress_reporter(catalog, video_id, [rendition.name for rendition in missing], duration)
                 ffmpeg.run(command, ResourceLimits.from_settings(settings), on_seconds=on_seconds,
                            niceness=SPLIT_NICENESS)
                 for rendition, staged in outputs:
-                    publish.publish_rung(staged, directory, rendition.name)
-            for rendition in missing:
-                metrics.count_segments(rendition.name, directory / rendition.name)
-        report_renditions(catalog, video_id, directory, rungs)
+                    metrics.count_segments(rendition.name, staged)
+                    publish.publish_rung(storage, staged, video_id, rendition.name)
+        report_renditions(catalog, storage, video_id, rungs, scratch)
 
 
-def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, rungs: list[str]) -> None:
+def report_renditions(catalog: CatalogClient, storage: Storage, video_id: int, rungs: list[str],
+                      scratch: Path) -> None:
     """Make master.m3u8 list every published rung, then tell the catalog about `rungs`."""
-    published = {entry.name: entry for entry in publish.update_master(directory)}
+    published = {entry.name: entry for entry in publish.update_master(storage, video_id, scratch)}
     for rung in rungs:
         entry = published[rung]
         catalog.report_rendition(video_id, rung, entry.width, entry.height, entry.bandwidth)
@@ -266,27 +304,23 @@ def report_renditions(catalog: CatalogClient, video_id: int, directory: Path, ru
 
 
 def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: str) -> None:
-    """A JPEG of a representative frame at `hls/<id>/thumbnail.jpg`, replaced atomically."""
-    settings, catalog, directory = _context(video_id)
-    with stop_if_video_gone(catalog, video_id, directory):
+    """A JPEG of a representative frame at `hls/<id>/thumbnail.jpg`, replaced whole."""
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / publish.THUMBNAIL
-        staged = directory / f"{publish.TMP_PREFIX}thumbnail-{uuid.uuid4().hex}.jpg"
-        try:
+        staged = scratch / publish.THUMBNAIL
+        with storage.local_copy(source_path, scratch) as source:
             # A seek past the last frame (a wrong container duration) yields nothing: fall back to the start.
             for position in (duration * THUMBNAIL_POSITION, 0):
-                ffmpeg.run(ffmpeg.thumbnail_command(Path(source_path), staged, position, demuxer=demuxer),
+                ffmpeg.run(ffmpeg.thumbnail_command(source, staged, position, demuxer=demuxer),
                            ResourceLimits.from_settings(settings))
                 if staged.is_file() and staged.stat().st_size:
                     break
             else:
                 raise ffmpeg.FFmpegError(0, "no frame could be decoded")
-            staged.chmod(0o644)
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
-        catalog.report_thumbnail(video_id, target.relative_to(settings.media_dir).as_posix())
+        key = f"{publish.video_prefix(video_id)}/{publish.THUMBNAIL}"
+        storage.put_file(key, staged)
+        catalog.report_thumbnail(video_id, key)
 
 
 def job_rungs(job: Job) -> list[str]:
@@ -318,7 +352,7 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
     if job.func_name.endswith("make_thumbnail"):
         return
     try:
-        _, catalog, _ = _context(video_id)
+        _, catalog, _ = _context()
         for rung in job_rungs(job) or [None]:
             catalog.report_failed(video_id, reason, rung=rung)
     except Exception as report_error:  # the job is already lost; do not hide why in a second traceback
@@ -328,18 +362,12 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
 
 def remove_stopped_job_files(job: Job, connection) -> None:
     """rq `on_stopped` callback (the catalog stops a deleted video's jobs: its work horse and ffmpeg are
-    killed at once): remove what the job was writing, and the video's whole directory once it is gone."""
+    killed at once): remove the dead horse's scratch directory, and the video's media once it is gone."""
     video_id = job.args[0]
-    _, catalog, directory = _context(video_id)
+    settings, catalog, storage = _context()
+    remove_dead_scratch(settings.transcoder_scratch_dir)
     if is_gone(catalog, video_id):
-        shutil.rmtree(directory, ignore_errors=True)
-        return
-    for name in job_rungs(job) or ["thumbnail"]:
-        for staged in directory.glob(f"{publish.TMP_PREFIX}{name}-*"):
-            if staged.is_dir():
-                shutil.rmtree(staged, ignore_errors=True)
-            else:
-                staged.unlink(missing_ok=True)
+        storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
 
 
 def report_final_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:

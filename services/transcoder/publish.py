@@ -1,21 +1,23 @@
-"""Media layout under MEDIA_DIR/hls/<id>/, atomic rung publishing and the master playlist.
+"""Media layout under `hls/<id>/` in the media storage, rung publishing and the master playlist.
 
-A rung is written into a hidden `.tmp-<rung>-<random>/` sibling and renamed to `<rung>/` when ffmpeg is
-done, so a rung directory exists only when it is complete: existence = published (the gateway relies on
-it). `master.m3u8` is rebuilt from what is on disk, under an flock on `.lock`, and replaced atomically.
+A rung is encoded into a scratch directory on the transcoder's own disk and published through the
+storage interface: on local disk the directory is renamed into place, in S3 its segments go up first and
+its playlist last. Either way a rung's playlist exists only when the rung is complete: existence =
+published (the gateway relies on it). `master.m3u8` is rebuilt from what the storage holds and put last;
+two workers finishing rungs at once converge (each re-reads the rungs after writing and writes again
+when it missed one).
 """
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from videoflix_shared.storage import Storage
 
 from .ffmpeg import PLAYLIST
 from .ladder import BY_NAME
@@ -24,8 +26,6 @@ from .probe import OutputMedia, probe_output
 HLS_DIR = "hls"
 MASTER = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
-LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
 # avc1.PPCCLL: profile_idc and constraint flags as x264 writes them, per ffprobe profile name.
 AVC_PROFILES = {"Constrained Baseline": "42c0", "Main": "4d40", "High": "6400"}
 AAC_LC = "mp4a.40.2"
@@ -41,74 +41,37 @@ class PublishedRung:
     codecs: str
 
 
-def video_dir(media_dir: Path, video_id: int) -> Path:
-    return Path(media_dir) / HLS_DIR / str(video_id)
+def video_prefix(video_id: int) -> str:
+    return f"{HLS_DIR}/{video_id}"
 
 
-def is_published(directory: Path, rung: str) -> bool:
-    return (directory / rung / PLAYLIST).is_file()
+def rung_prefix(video_id: int, rung: str) -> str:
+    return f"{video_prefix(video_id)}/{rung}"
+
+
+def is_published(storage: Storage, video_id: int, rung: str) -> bool:
+    return storage.exists(f"{rung_prefix(video_id, rung)}/{PLAYLIST}")
 
 
 @contextlib.contextmanager
-def staging_dir(directory: Path, rung: str) -> Iterator[Path]:
-    """A fresh hidden directory to write one rung into; gone afterwards unless it was published.
-
-    Leftovers of earlier attempts at this rung (a killed worker) are removed first: a rung has one job,
-    and rq runs a retry only after the previous attempt is over.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(f"{TMP_PREFIX}{rung}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staged = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{rung}-", dir=directory))
+def staging_dir(scratch: Path, rung: str) -> Iterator[Path]:
+    """A fresh directory in the job's scratch space to encode one rung into; gone afterwards."""
+    staged = Path(tempfile.mkdtemp(prefix=f"{rung}-", dir=scratch))
     try:
         yield staged
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def publish_rung(staged: Path, directory: Path, rung: str) -> bool:
-    """Rename a complete rung into place; False if that rung was already published."""
-    staged.chmod(0o755)  # mkdtemp makes it private; the gateway's nginx must read it
-    try:
-        os.rename(staged, directory / rung)
-    except OSError as error:
-        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            return False
-        raise
-    return True
+def publish_rung(storage: Storage, staged: Path, video_id: int, rung: str) -> bool:
+    """Publish a complete rung (segments, then playlist); False if that rung was already published."""
+    return storage.publish_directory(staged, rung_prefix(video_id, rung))
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a partial one."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def video_lock(directory: Path) -> Iterator[None]:
-    """Serialises master playlist updates of one video across worker processes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def playlist_segments(playlist: Path) -> list[tuple[float, str]]:
-    """(duration, uri) of every segment of a media playlist."""
+def playlist_segments(playlist: str) -> list[tuple[float, str]]:
+    """(duration, uri) of every segment of a media playlist's text."""
     segments, duration = [], None
-    for line in playlist.read_text().splitlines():
+    for line in playlist.splitlines():
         line = line.strip()
         if line.startswith("#EXTINF:"):
             duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
@@ -125,23 +88,27 @@ def codecs(media: OutputMedia) -> str:
     return f"{video},{AAC_LC}" if media.audio_codec == "aac" else video
 
 
-def measure_rung(rung_dir: Path) -> PublishedRung:
-    """Bandwidths from the segment sizes and durations, size and codecs from the first segment."""
-    segments = playlist_segments(rung_dir / PLAYLIST)
+def measure_rung(storage: Storage, video_id: int, rung: str, scratch: Path) -> PublishedRung:
+    """Bandwidths from the stored segment sizes and durations, size and codecs from the first segment
+    (fetched into `scratch` for ffprobe)."""
+    prefix = rung_prefix(video_id, rung)
+    segments = playlist_segments((storage.get(f"{prefix}/{PLAYLIST}") or b"").decode())
     if not segments:
-        raise ValueError(f"{rung_dir / PLAYLIST} lists no segments")
-    bits = [(rung_dir / uri).stat().st_size * 8 for _, uri in segments]
+        raise ValueError(f"{prefix}/{PLAYLIST} lists no segments")
+    sizes = {item.key: item.size for item in storage.list(f"{prefix}/")}
+    bits = [sizes.get(f"{prefix}/{uri}", 0) * 8 for _, uri in segments]
     peak = max(size / max(duration, 0.001) for size, (duration, _) in zip(bits, segments))
     average = sum(bits) / max(sum(duration for duration, _ in segments), 0.001)
-    media = probe_output(rung_dir / segments[0][1])
-    return PublishedRung(rung_dir.name, media.width, media.height, math.ceil(peak), math.ceil(average),
-                         codecs(media))
+    with storage.local_copy(f"{prefix}/{segments[0][1]}", scratch) as first:
+        media = probe_output(first)
+    return PublishedRung(rung, media.width, media.height, math.ceil(peak), math.ceil(average), codecs(media))
 
 
-def published_rungs(directory: Path) -> list[PublishedRung]:
-    rung_dirs = [path for path in directory.iterdir() if path.name in BY_NAME and
-                 is_published(directory, path.name)] if directory.is_dir() else []
-    return sorted((measure_rung(path) for path in rung_dirs), key=lambda rung: rung.height)
+def published_rung_names(storage: Storage, video_id: int) -> list[str]:
+    prefix = f"{video_prefix(video_id)}/"
+    names = {item.key[len(prefix):].split("/", 1)[0] for item in storage.list(prefix)
+             if item.key.endswith(f"/{PLAYLIST}")}
+    return sorted(name for name in names if name in BY_NAME)
 
 
 def master_playlist(rungs: list[PublishedRung]) -> str:
@@ -155,9 +122,18 @@ def master_playlist(rungs: list[PublishedRung]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_master(directory: Path) -> list[PublishedRung]:
-    """Rewrite master.m3u8 to list every published rung; returns them."""
-    with video_lock(directory):
-        rungs = published_rungs(directory)
-        write_atomically(directory / MASTER, master_playlist(rungs).encode())
-    return rungs
+def update_master(storage: Storage, video_id: int, scratch: Path) -> list[PublishedRung]:
+    """Rewrite master.m3u8 to list every published rung (put after the rungs); returns them.
+
+    No lock spans workers on several hosts: after writing, the rungs are listed again, and a rung
+    published meanwhile (another worker's master may have been overwritten by ours) means writing again.
+    """
+    names = published_rung_names(storage, video_id)
+    while True:
+        rungs = sorted((measure_rung(storage, video_id, name, scratch) for name in names),
+                       key=lambda rung: rung.height)
+        storage.put_bytes(f"{video_prefix(video_id)}/{MASTER}", master_playlist(rungs).encode())
+        again = published_rung_names(storage, video_id)
+        if again == names:
+            return rungs
+        names = again

@@ -25,7 +25,7 @@ from rq.scheduler import RQScheduler
 from videoflix_shared import Settings
 from videoflix_shared.logs import configure_logging
 
-from .jobs import QUEUE, notify_failure, transcode_mode
+from .jobs import QUEUE, notify_failure, remove_dead_scratch, transcode_mode
 from .process import die_with_parent
 
 WORKER_TTL = 20  # idle workers block on the queue for WORKER_TTL - 15 s, then run maintenance if due
@@ -164,6 +164,8 @@ def main() -> int:
     configure_logging("transcoder", settings.log_level)
     logging.getLogger("rq.worker").addFilter(QuietMaintenance())
     mode = transcode_mode()  # a wrong TRANSCODE_MODE stops the worker here, not every upload later
+    for stale in remove_dead_scratch(settings.transcoder_scratch_dir):  # of jobs that died with a worker
+        log.info("stale scratch directory removed", extra={"fields": {"path": str(stale)}})
     worker = build_worker(settings)
     log.info("transcoder worker starting",
              extra={"fields": {"worker": worker.name, "pid": os.getpid(), "mode": mode}})

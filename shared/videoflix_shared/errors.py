@@ -10,6 +10,8 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
+from .storage import StorageUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +73,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
         return jsonify(error.body()), error.status
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage(error: StorageUnavailable):
+        log.error("media storage unavailable: %s", error)
+        response = jsonify(detail="The media storage is unavailable; nothing was stored. Try again shortly.")
+        response.headers["Retry-After"] = "30"
+        return response, 503
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):

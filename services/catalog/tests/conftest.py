@@ -173,3 +173,13 @@ def make_video(app):
             return video.id
 
     return create
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS) for the session."""
+    from shared.tests.seaweedfs import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()

@@ -181,7 +181,7 @@ def test_retry_reenqueues_a_failed_video_from_scratch(app, client, login, make_v
     assert response.json["status"] == "queued"
     assert response.json["failure_reason"] is None and response.json["renditions_failed"] == []
     job = Queue("transcode", connection=redis).jobs[0]
-    assert job.args == (video_id,) and job.kwargs["source_path"] == str(original)
+    assert job.args == (video_id,) and job.kwargs["source_path"] == original.relative_to(settings.media_dir).as_posix()
     assert redis.get(f"videoflix:reconcile-attempts:{video_id}") is None
     assert client.post(f"/api/video/{video_id}/retry/", headers=EDIT).status_code == 409
 

@@ -37,7 +37,7 @@ def test_upload_stores_the_file_and_enqueues_prepare_video(app, client, upload, 
     job = Job.fetch(f"prepare-video-{body['id']}", connection=redis)
     assert job.func_name == "services.transcoder.jobs.prepare_video"
     assert job.args == (body["id"],)
-    assert job.kwargs == {"source_path": str(stored)}
+    assert job.kwargs == {"source_path": stored.relative_to(settings.media_dir).as_posix()}
     assert job.to_dict()["failure_callback_name"] == "services.transcoder.jobs.report_final_failure"
     [video] = stored_videos(app)
     assert (video.owner_id, video.status, video.original_filename) == (7, "queued", "Holiday clip.mp4")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from shared.tests.seaweedfs import start_seaweedfs
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -113,3 +115,11 @@ def work_horse(worker_pid: int) -> int | None:
         if session == child:
             return child
     return None
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS) for the session."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()

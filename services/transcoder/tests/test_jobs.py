@@ -88,7 +88,8 @@ def env(tmp_path, monkeypatch, catalog, redis, redis_url):
     token_file.write_text(TOKEN + "\n")
     media_dir = tmp_path / "media"
     for key, value in {"CATALOG_URL": catalog.url, "MEDIA_DIR": str(media_dir), "REDIS_URL": redis_url,
-                       "SERVICE_TOKEN_FILE": str(token_file)}.items():
+                       "SERVICE_TOKEN_FILE": str(token_file), "TRANSCODER_SCRATCH_DIR": str(tmp_path / "scratch"),
+                       "MEDIA_STORAGE": "local"}.items():
         monkeypatch.setenv(key, value)
     return media_dir
 
@@ -98,6 +99,11 @@ def upload(media_dir, video_id, source):
     original.parent.mkdir(parents=True)
     original.write_bytes(source.read_bytes())
     return original
+
+
+def key(original: Path) -> str:
+    """The storage key of an original `upload` stored (what the catalog sends)."""
+    return "/".join(original.parts[-3:])
 
 
 @pytest.fixture
@@ -130,7 +136,7 @@ def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, cat
     monkeypatch.setenv("TRANSCODE_MODE", "rungs")
     source = make_clip(media / "clip-480p-audio.mp4", 854, 480, 2)
     original = upload(env, 5, source)
-    jobs.prepare_video(5, source_path=str(original))  # an absolute path works too
+    jobs.prepare_video(5, source_path=str(original))  # an absolute path (older jobs): the one original is found
 
     [probe] = catalog.posted(5, "probe")
     assert probe == {"duration": pytest.approx(2.0, abs=0.1), "width": 854, "height": 480,
@@ -141,7 +147,7 @@ def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, cat
     assert (first.args, first.kwargs["has_audio"], first.retries_left) == ((5, "480p"), True, jobs.RETRIES)
     assert first.timeout == int(120 + 4 * probe_source(original).duration)
 
-    jobs.prepare_video(5, source_path=str(original))  # a repeated prepare adds no duplicate jobs
+    jobs.prepare_video(5, source_path=key(original))  # a repeated prepare adds no duplicate jobs
     assert queue.job_ids == ["video-5-480p", "video-5-thumbnail", "video-5-360p"]
 
     run_queue(redis)
@@ -154,7 +160,7 @@ def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, cat
     assert all(0 <= body["percent"] <= 100 for body in progress)
 
     video = env / "hls" / "5"
-    assert sorted(p.name for p in video.iterdir()) == [".lock", "360p", "480p", "master.m3u8", "thumbnail.jpg"]
+    assert sorted(p.name for p in video.iterdir()) == ["360p", "480p", "master.m3u8", "thumbnail.jpg"]
     master = (video / "master.m3u8").read_text()
     assert master.index("360p/index.m3u8") < master.index("480p/index.m3u8")
     assert "RESOLUTION=854x480," in master and 'mp4a.40.2"' in master
@@ -165,7 +171,7 @@ def test_prepare_probes_and_enqueues_first_rung_thumbnail_then_the_rest(env, cat
 def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, clip_360p):
     original = upload(env, 6, clip_360p)
     media = probe_source(original)
-    arguments = dict(source_path=str(original), source_height=360, duration=media.duration, fps=media.fps,
+    arguments = dict(source_path=key(original), source_height=360, duration=media.duration, fps=media.fps,
                      has_audio=True, demuxer=media.demuxer)
     jobs.transcode_rung(6, "360p", **arguments)
     segment = env / "hls" / "6" / "360p" / "segment_000.ts"
@@ -181,10 +187,10 @@ def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, c
 def test_video_deleted_meanwhile_stops_quietly_and_leaves_nothing(env, catalog, redis, clip_360p):
     original = upload(env, 8, clip_360p)
     catalog.gone.add(8)
-    jobs.transcode_rung(8, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
+    jobs.transcode_rung(8, "360p", source_path=key(original), source_height=360, duration=2.0, fps=25.0,
                         has_audio=True, demuxer="mov")
-    jobs.make_thumbnail(8, source_path=str(original), duration=2.0, demuxer="mov")
-    jobs.prepare_video(8, source_path=str(original))
+    jobs.make_thumbnail(8, source_path=key(original), duration=2.0, demuxer="mov")
+    jobs.prepare_video(8, source_path=key(original))
     assert [call[0] for call in catalog.calls] == ["GET", "GET", "GET"]
     assert not (env / "hls" / "8").exists()
     assert Queue(jobs.QUEUE, connection=redis).count == 0
@@ -194,7 +200,7 @@ def test_video_deleted_under_a_running_transcode_stops_quietly(env, catalog, cli
     original = upload(env, 11, clip_360p)
     catalog.vanish_after[11] = 1  # the job's first question is answered; then the video and its files go
     original.unlink()
-    jobs.transcode_rung(11, "360p", source_path=str(original), source_height=360, duration=2.0, fps=25.0,
+    jobs.transcode_rung(11, "360p", source_path=key(original), source_height=360, duration=2.0, fps=25.0,
                         has_audio=True, demuxer="mov")
     assert [call[:2] for call in catalog.calls] == [("GET", "/internal/videos/11")] * 2
     assert not (env / "hls" / "11").exists()
@@ -204,7 +210,7 @@ def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog,
     original = upload(env, 9, text_as_mp4)
     media = SourceMedia(duration=2.0, width=640, height=360, fps=25.0, has_audio=True, demuxer="mov", frames=50)
     queue = Queue(jobs.QUEUE, connection=redis)
-    jobs.enqueue_ladder(queue, 9, original, media, [BY_NAME["360p"]])
+    jobs.enqueue_ladder(queue, 9, key(original), media, [BY_NAME["360p"]])
     run_queue(redis)
     attempts = [call for call in catalog.calls if call[:2] == ("GET", "/internal/videos/9")]
     # the rung and the thumbnail, each tried four times; each attempt asks at its start and after failing
@@ -212,12 +218,12 @@ def test_rung_failing_every_retry_is_reported_failed_for_that_rung(env, catalog,
     [failed] = catalog.posted(9, "failed")
     assert failed["rung"] == "360p"
     assert failed["reason"].startswith("Transcoding to 360p failed: ") and "Invalid data" in failed["reason"]
-    assert sorted(p.name for p in (env / "hls" / "9").iterdir()) == []
+    assert not (env / "hls" / "9").exists() and list((env.parent / "scratch").iterdir()) == []
 
 
 def test_240p_source_gets_one_rung_at_its_own_height(env, catalog, redis, make_clip, media):
     original = upload(env, 10, make_clip(media / "clip-240p.mp4", 426, 240, 2))
-    jobs.prepare_video(10, source_path=str(original))
+    jobs.prepare_video(10, source_path=key(original))
     assert catalog.posted(10, "probe")[0]["rungs"] == ["360p"]
     run_queue(redis)
     assert [(r["rung"], r["width"], r["height"]) for r in catalog.posted(10, "renditions")] == [("360p", 426, 240)]
@@ -228,8 +234,8 @@ def test_split_mode_enqueues_first_rung_thumbnail_then_one_job_for_the_rest(env,
                                                                             monkeypatch):
     monkeypatch.setenv("TRANSCODE_MODE", "split")
     original = upload(env, 12, make_clip(media / "clip-720p-audio.mp4", 1280, 720, 2))
-    jobs.prepare_video(12, source_path=str(original))
-    jobs.prepare_video(12, source_path=str(original))  # a repeated prepare adds no duplicate jobs
+    jobs.prepare_video(12, source_path=key(original))
+    jobs.prepare_video(12, source_path=key(original))  # a repeated prepare adds no duplicate jobs
     queue = Queue(jobs.QUEUE, connection=redis)
     assert queue.job_ids == ["video-12-480p", "video-12-thumbnail", "video-12-rest"]
     rest = queue.fetch_job("video-12-rest")
@@ -243,7 +249,7 @@ def test_split_mode_enqueues_first_rung_thumbnail_then_one_job_for_the_rest(env,
     assert {body["rung"] for body in catalog.posted(12, "progress")} == {"480p", "360p", "720p"}
     video = env / "hls" / "12"
     assert sorted(p.name for p in video.iterdir()) == [
-        ".lock", "360p", "480p", "720p", "master.m3u8", "thumbnail.jpg"]
+        "360p", "480p", "720p", "master.m3u8", "thumbnail.jpg"]
     master = (video / "master.m3u8").read_text()
     assert master.index("360p/") < master.index("480p/") < master.index("720p/")
 
@@ -251,19 +257,21 @@ def test_split_mode_enqueues_first_rung_thumbnail_then_one_job_for_the_rest(env,
 def test_split_retry_after_partial_publication_encodes_only_the_missing_rung(env, catalog, make_clip, media):
     original = upload(env, 13, make_clip(media / "clip-480p-audio-13.mp4", 854, 480, 2))
     source = probe_source(original)
-    arguments = dict(source_path=str(original), source_height=480, duration=source.duration, fps=source.fps,
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
                      has_audio=True, demuxer=source.demuxer)
     jobs.transcode_rung(13, "360p", **arguments)  # an earlier attempt published 360p, then died
     segment = env / "hls" / "13" / "360p" / "segment_000.ts"
     before = segment.stat()
-    (env / "hls" / "13" / ".tmp-480p-stale").mkdir()  # and left a half-written 480p behind
+    stale = env.parent / "scratch" / "job-999999999-dead"  # and its dead work horse left a scratch directory
+    (stale / "480p-half").mkdir(parents=True)
 
     jobs.transcode_split(13, ["360p", "480p"], **arguments)
     after = segment.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert [r["rung"] for r in catalog.posted(13, "renditions")] == ["360p", "360p", "480p"]
     assert {body["rung"] for body in catalog.posted(13, "progress")} == {"360p", "480p"}
-    assert sorted(p.name for p in (env / "hls" / "13").iterdir()) == [".lock", "360p", "480p", "master.m3u8"]
+    assert sorted(p.name for p in (env / "hls" / "13").iterdir()) == ["360p", "480p", "master.m3u8"]
+    assert not stale.exists() and list((env.parent / "scratch").iterdir()) == []
     assert "480p/index.m3u8" in (env / "hls" / "13" / "master.m3u8").read_text()
 
 
@@ -272,14 +280,14 @@ def test_split_failing_every_retry_is_reported_failed_for_each_of_its_rungs(env,
     original = upload(env, 14, text_as_mp4)
     media = SourceMedia(duration=2.0, width=1280, height=720, fps=25.0, has_audio=True, demuxer="mov", frames=50)
     queue = Queue(jobs.QUEUE, connection=redis)
-    jobs.enqueue_ladder(queue, 14, original, media, [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"]], "split")
+    jobs.enqueue_ladder(queue, 14, key(original), media, [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"]], "split")
     run_queue(redis)
     failed = catalog.posted(14, "failed")
     assert [body["rung"] for body in failed] == ["480p", "360p", "720p"]
     assert failed[1]["reason"] == failed[2]["reason"]
     assert failed[1]["reason"].startswith("Transcoding to 360p, 720p failed: ")
     assert "Invalid data" in failed[1]["reason"]
-    assert sorted(p.name for p in (env / "hls" / "14").iterdir()) == []
+    assert not (env / "hls" / "14").exists() and list((env.parent / "scratch").iterdir()) == []
 
 
 def test_unknown_transcode_mode_is_a_configuration_error(monkeypatch):
@@ -307,7 +315,7 @@ def test_a_catalog_restart_does_not_burn_the_retries(env, catalog, redis, clip_3
     queue = Queue(jobs.QUEUE, connection=redis)
     media = probe_source(original)
     monkeypatch.setenv("CATALOG_URL", "http://127.0.0.1:1")  # the catalog is restarting
-    [job, _] = jobs.enqueue_ladder(queue, 16, original, media, [BY_NAME["360p"]])
+    [job, _] = jobs.enqueue_ladder(queue, 16, key(original), media, [BY_NAME["360p"]])
     queue.fetch_job(jobs.thumbnail_job_id(16)).delete()
     run_queue(redis)
     job.refresh()
@@ -323,15 +331,16 @@ def test_stopping_a_running_job_kills_its_ffmpeg_and_removes_what_it_wrote(env, 
     original = upload(env, 17, make_clip(media / "clip-17.mp4", 854, 480, 30, audio=False))
     queue = Queue(jobs.QUEUE, connection=redis)
     source = probe_source(original)
-    [job, thumbnail] = jobs.enqueue_ladder(queue, 17, original, source, [BY_NAME["480p"]], "rungs")
+    [job, thumbnail] = jobs.enqueue_ladder(queue, 17, key(original), source, [BY_NAME["480p"]], "rungs")
     thumbnail.delete()
     start_worker()
     encoder = wait_for(lambda: ffmpeg_reading(original))
-    wait_for(lambda: list((env / "hls" / "17").glob(".tmp-480p-*/segment_000.ts")))
+    wait_for(lambda: list((env.parent / "scratch").glob("job-*/480p-*/segment_000.ts")))
     catalog.gone.add(17)
     send_stop_job_command(redis, job.id)
     wait_for(lambda: not Path(f"/proc/{encoder}").exists() or zombie(encoder), timeout=10)
-    wait_for(lambda: not (env / "hls" / "17").exists(), timeout=10)
+    wait_for(lambda: not list((env.parent / "scratch").glob("job-*")), timeout=10)
+    assert not (env / "hls" / "17").exists()
     assert job.get_status(refresh=True) == JobStatus.STOPPED
     assert catalog.posted(17, "failed") == []
 
@@ -352,3 +361,43 @@ def ffmpeg_reading(source: Path) -> int | None:
         if argv[0].endswith(b"ffmpeg") and f"file:{source}".encode() in argv:
             return int(entry.name)
     return None
+
+
+def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seaweedfs, make_clip, media, monkeypatch):
+    """A transcoder host with S3 credentials and nothing else: the original comes from the bucket, every
+    rung, the master and the thumbnail go back into it; MEDIA_DIR is never made."""
+    storage = seaweedfs.storage()
+    storage.delete_prefix("")
+    for name, value in {"MEDIA_STORAGE": "s3", "S3_ENDPOINT_URL": seaweedfs.url, "S3_BUCKET": seaweedfs.bucket,
+                        "S3_ACCESS_KEY_ID": seaweedfs.service[0], "S3_SECRET_ACCESS_KEY": seaweedfs.service[1],
+                        "MEDIA_DIR": str(env / "absent")}.items():
+        monkeypatch.setenv(name, value)
+    storage.put_file("originals/20/clip.mp4", make_clip(media / "clip-20.mp4", 854, 480, 2))
+    jobs.prepare_video(20, source_path="originals/20/clip.mp4")
+    run_queue(redis)
+    assert [r["rung"] for r in catalog.posted(20, "renditions")] == ["480p", "360p"]
+    assert catalog.posted(20, "thumbnail") == [{"path": "hls/20/thumbnail.jpg"}]
+    keys = [item.key for item in storage.list("hls/20/")]
+    assert {"hls/20/master.m3u8", "hls/20/thumbnail.jpg", "hls/20/360p/index.m3u8", "hls/20/480p/index.m3u8",
+            "hls/20/480p/segment_000.ts"} <= set(keys)
+    master = storage.get("hls/20/master.m3u8").decode()
+    assert master.index("360p/index.m3u8") < master.index("480p/index.m3u8")
+    assert storage.exists("originals/20/clip.mp4")  # the original stays
+    assert not (env / "absent").exists() and list((env.parent / "scratch").iterdir()) == []
+
+
+def test_s3_down_during_a_job_is_retried_not_lost(env, catalog, redis, seaweedfs, monkeypatch, no_backoff):
+    """Wrong S3 credentials (or the server down): the job raises, rq retries it, the catalog is told only
+    once no retry is left; nothing is reported as published."""
+    for name, value in {"MEDIA_STORAGE": "s3", "S3_ENDPOINT_URL": seaweedfs.url, "S3_BUCKET": seaweedfs.bucket,
+                        "S3_ACCESS_KEY_ID": seaweedfs.service[0], "S3_SECRET_ACCESS_KEY": "wrong"}.items():
+        monkeypatch.setenv(name, value)
+    queue = Queue(jobs.QUEUE, connection=redis)
+    job = queue.enqueue(jobs.transcode_rung, 21, "360p", source_path="originals/21/clip.mp4", source_height=360,
+                        duration=2.0, fps=25.0, has_audio=True, demuxer="mov", retry=jobs.retry(),
+                        on_failure=jobs.Callback(jobs.report_final_failure))
+    run_queue(redis)
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert catalog.posted(21, "renditions") == []
+    [failed] = catalog.posted(21, "failed")
+    assert failed["rung"] == "360p" and "StorageUnavailable" in failed["reason"]

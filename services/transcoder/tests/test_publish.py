@@ -1,9 +1,8 @@
-"""Atomic rung publishing, the master playlist text, atomic file replacement and the per-video lock."""
-import fcntl
-import os
+"""Rung publishing through both storages (local disk, SeaweedFS), the master playlist and its text."""
 import stat
 
 import pytest
+from videoflix_shared.storage import LocalStorage
 
 from services.transcoder import publish
 from services.transcoder.probe import OutputMedia
@@ -19,49 +18,73 @@ def write_rung(directory, *segments):
     (directory / "index.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
 
 
-def test_staged_rung_is_hidden_until_published(tmp_path):
-    video = tmp_path / "hls" / "7"
-    with publish.staging_dir(video, "480p") as staged:
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path):
+    if request.param == "local":
+        return LocalStorage(tmp_path / "media")
+    store = request.getfixturevalue("seaweedfs").storage()
+    store.delete_prefix("")
+    return store
+
+
+def test_staged_rung_is_hidden_until_published(storage, tmp_path):
+    with publish.staging_dir(tmp_path, "480p") as staged:
         write_rung(staged, (4.0, 1000))
-        assert staged.parent == video and staged.name.startswith(".tmp-480p-")
-        assert not publish.is_published(video, "480p")
-        assert publish.published_rungs(video) == []
-        assert publish.publish_rung(staged, video, "480p")
-    assert publish.is_published(video, "480p")
-    assert sorted(path.name for path in video.iterdir()) == ["480p"]
-    assert stat.S_IMODE((video / "480p").stat().st_mode) == 0o755
+        assert staged.parent == tmp_path and staged.name.startswith("480p-")
+        assert not publish.is_published(storage, 7, "480p")
+        assert publish.published_rung_names(storage, 7) == []
+        assert publish.publish_rung(storage, staged, 7, "480p")
+    assert not staged.exists()
+    assert publish.is_published(storage, 7, "480p")
+    assert publish.published_rung_names(storage, 7) == ["480p"]
+    assert [item.key for item in storage.list("hls/7/")] == ["hls/7/480p/index.m3u8", "hls/7/480p/segment_000.ts"]
+
+
+def test_local_publication_is_one_rename(tmp_path):
+    storage = LocalStorage(tmp_path / "media")
+    with publish.staging_dir(tmp_path, "480p") as staged:
+        write_rung(staged, (4.0, 1000))
+        publish.publish_rung(storage, staged, 7, "480p")
+    assert stat.S_IMODE((tmp_path / "media/hls/7/480p").stat().st_mode) == 0o755
+    assert sorted(path.name for path in (tmp_path / "media/hls/7").iterdir()) == ["480p"]
 
 
 def test_staging_is_removed_when_encoding_fails(tmp_path):
-    video = tmp_path / "7"
     with pytest.raises(RuntimeError):
-        with publish.staging_dir(video, "720p") as staged:
+        with publish.staging_dir(tmp_path, "720p") as staged:
             write_rung(staged, (4.0, 10))
             raise RuntimeError("ffmpeg died")
-    assert list(video.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_leftovers_of_a_killed_attempt_are_removed_only_for_the_same_rung(tmp_path):
-    video = tmp_path / "7"
-    (video / ".tmp-720p-dead1").mkdir(parents=True)
-    (video / ".tmp-1080p-busy").mkdir()
-    with publish.staging_dir(video, "720p") as staged:
-        assert sorted(path.name for path in video.iterdir()) == [".tmp-1080p-busy", staged.name]
-
-
-def test_publishing_over_an_existing_rung_keeps_the_first(tmp_path):
-    video = tmp_path / "7"
-    write_rung(video / "360p", (4.0, 111))
-    with publish.staging_dir(video, "360p") as staged:
+def test_publishing_over_an_existing_rung_keeps_the_first(storage, tmp_path):
+    with publish.staging_dir(tmp_path, "360p") as staged:
+        write_rung(staged, (4.0, 111))
+        publish.publish_rung(storage, staged, 7, "360p")
+    with publish.staging_dir(tmp_path, "360p") as staged:
         write_rung(staged, (4.0, 222))
-        assert publish.publish_rung(staged, video, "360p") is False
-    assert (video / "360p" / "segment_000.ts").stat().st_size == 111
-    assert sorted(path.name for path in video.iterdir()) == ["360p"]
+        assert publish.publish_rung(storage, staged, 7, "360p") is False
+    assert storage.size("hls/7/360p/segment_000.ts") == 111
+
+
+def test_master_lists_every_published_rung_measured_from_the_storage(storage, tmp_path, make_clip):
+    """Rungs published by other workers (on other hosts) count: the master is rebuilt from the storage."""
+    for rung, (width, height) in {"360p": (640, 360), "480p": (854, 480)}.items():
+        with publish.staging_dir(tmp_path, rung) as staged:
+            make_clip(staged / "segment_000.ts", width, height, 1, extra=["-f", "mpegts"])
+            (staged / "index.m3u8").write_text("#EXTM3U\n#EXTINF:1.000000,\nsegment_000.ts\n#EXT-X-ENDLIST\n")
+            publish.publish_rung(storage, staged, 8, rung)
+    rungs = publish.update_master(storage, 8, tmp_path)
+    assert [(rung.name, rung.width, rung.height) for rung in rungs] == [("360p", 640, 360), ("480p", 854, 480)]
+    size = storage.size("hls/8/480p/segment_000.ts")
+    assert rungs[1].bandwidth == rungs[1].average_bandwidth == size * 8
+    master = storage.get("hls/8/master.m3u8").decode()
+    assert master == publish.master_playlist(rungs) and "480p/index.m3u8" in master
 
 
 def test_playlist_segments(tmp_path):
     write_rung(tmp_path, (4.0, 10), (4.0, 10), (1.52, 10))
-    assert publish.playlist_segments(tmp_path / "index.m3u8") == [
+    assert publish.playlist_segments((tmp_path / "index.m3u8").read_text()) == [
         (4.0, "segment_000.ts"), (4.0, "segment_001.ts"), (1.52, "segment_002.ts")]
 
 
@@ -100,23 +123,3 @@ def test_codecs(profile, level, audio, expected):
 def test_codecs_rejects_what_we_never_produce():
     with pytest.raises(ValueError):
         publish.codecs(OutputMedia(640, 360, "hevc", "Main", 93, "aac"))
-
-
-def test_write_atomically_replaces_the_file_readers_hold(tmp_path):
-    target = tmp_path / "master.m3u8"
-    target.write_text("old\n")
-    with open(target) as reader:
-        publish.write_atomically(target, b"new\n")
-        assert reader.read() == "old\n"  # an open reader keeps the complete old file
-    assert target.read_text() == "new\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
-    assert sorted(os.listdir(tmp_path)) == ["master.m3u8"]
-
-
-def test_video_lock_excludes_other_holders(tmp_path):
-    with publish.video_lock(tmp_path):
-        with open(tmp_path / publish.LOCK, "a") as other:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with open(tmp_path / publish.LOCK, "a") as other:
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
