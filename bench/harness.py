@@ -156,7 +156,9 @@ class Stack:
     """One test stack of scripts/stack.py on TEST_SLOT=`slot`, with environment overrides."""
 
     def __init__(self, slot: int, **overrides: str):
-        with mock.patch.dict(os.environ, {"TEST_SLOT": str(slot)}):
+        # Overrides are settings like any other: what build_env derives from them (MEDIA_STORAGE=s3: the
+        # stack's own SeaweedFS and its keys) follows them.
+        with mock.patch.dict(os.environ, {"TEST_SLOT": str(slot), **overrides}):
             self.env = STACK.build_env("test")
         self.env.update(overrides)
         self.slot = slot

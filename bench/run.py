@@ -1,6 +1,7 @@
 """`make bench [BENCH=name ...]`: start a private stack, run the benchmarks, print tables, write JSON.
 
-    python -m bench.run                  # all, in this order: transcode segments jwt upload catalog search
+    python -m bench.run                  # all, in this order: transcode segments s3-segments jwt upload catalog
+                                         # search s3-pipeline (last: it replaces the stack by one on S3)
     python -m bench.run segments jwt     # only these
 
 The stack runs on TEST_SLOT (default 7: gateway on port 27000), from a fresh state, and is stopped at
@@ -13,17 +14,26 @@ import os
 import sys
 import time
 
-from . import catalog_list, catalog_search, jwt_check, segments, transcode, upload
+from . import catalog_list, catalog_search, jwt_check, s3_segments, segments, transcode, upload
 from .harness import Stack, make_clip, register_and_login, wait_for_ladder
 from .harness import upload as upload_clip
+
+
+def s3_pipeline(context) -> dict:
+    from . import s3_pipeline  # boto3 and the storage interface: only for this benchmark
+
+    return s3_pipeline.run(context)
+
 
 BENCHMARKS = {
     "transcode": transcode.run,
     "segments": segments.run,
+    "s3-segments": s3_segments.run,
     "jwt": jwt_check.run,
     "upload": upload.run,
     "catalog": catalog_list.run,
     "search": catalog_search.run,
+    "s3-pipeline": s3_pipeline,
 }
 DEFAULT_SLOT = 7
 PRODUCTION_UPLOAD_LIMIT = 2 * 1024**3
@@ -66,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Videoflix benchmarks: {', '.join(names)} on a private stack at {stack.gateway_url} "
           f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
     stack.reset()
+    context = None
     try:
         stack.up()
         context = Context(stack)
         for name in names:
             BENCHMARKS[name](context)
     finally:
-        stack.down()
+        (context.stack if context else stack).down()  # s3-pipeline replaces the context's stack
     print(f"\nall done in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.tests.seaweedfs import free_ports
+
 from .harness import ROOT, STACK, Stack, port_open, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -24,15 +26,15 @@ BRACE = re.compile(r"[{}]")
 class Nginx:
     """An nginx of our own: prefix directory with nginx.conf, run in the foreground as our child."""
 
-    def __init__(self, directory: Path, port: int):
-        self.directory, self.port = directory, port
+    def __init__(self, directory: Path, port: int, environment: dict[str, str] | None = None):
+        self.directory, self.port, self.environment = directory, port, environment
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Nginx:
         with open(self.directory / "nginx.log", "ab") as log:
             self.process = subprocess.Popen(
                 ["nginx", "-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.environment)
         wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 15, what=f"nginx on {self.port}")
         if self.process.poll() is not None:
             raise RuntimeError((self.directory / "nginx.log").read_text()[-2000:])
@@ -85,18 +87,28 @@ def token_check_uncached(text: str) -> str:
                                                                    flags=re.MULTILINE))
 
 
-def derived_gateway(stack: Stack, name: str, port: int, change: Callable[[str], str] | None) -> Nginx:
+def derived_gateway(stack: Stack, name: str, port: int, change: Callable[[str], str] | None,
+                    environment: dict[str, str] | None = None) -> Nginx:
+    """`environment`: settings beyond the stack's, for render.sh and nginx (MEDIA_STORAGE=s3 and its own)."""
     directory = stack.var_dir / "bench" / name
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(ROOT / "gateway" / "render.sh"), str(directory)], cwd=ROOT, check=True,
-                   env={**stack.env, "GATEWAY_PORT": str(port)})
+    # Its own stub_status listener too: the stack's gateway holds the configured one.
+    environment = {**stack.env, **(environment or {}), "GATEWAY_PORT": str(port),
+                   "GATEWAY_STATUS_PORT": str(free_ports(1)[0])}
+    subprocess.run([str(ROOT / "gateway" / "render.sh"), str(directory)], cwd=ROOT, check=True, env=environment)
     if change:
         config = directory / "nginx.conf"
         original = config.read_text()
         changed = change(original)
         assert changed != original, f"{name}: the change did not apply"
         config.write_text(changed)
-    return Nginx(directory, port)
+    return Nginx(directory, port, environment)
+
+
+def segments_uncached(text: str) -> str:
+    """(MEDIA_STORAGE=s3) the segment location without the media cache: every request a miss, to S3."""
+    return replace_block(text, SEGMENT_LOCATION, lambda inside: re.sub(r"^[ \t]*proxy_cache.*\n", "", inside,
+                                                                       flags=re.MULTILINE))
 
 
 def reference_nginx(stack: Stack, static_port: int, flask_port: int, app_port: int) -> Nginx:

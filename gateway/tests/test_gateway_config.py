@@ -123,7 +123,9 @@ class CatalogStub(BaseHTTPRequestHandler):
 
 
 class Gateway:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, **environment: str):
+        """`environment`: render.sh's and nginx's own (MEDIA_STORAGE=s3 and its S3 settings, say)."""
+        self.environment = environment
         self.keys = directory / "keys"
         self.media = directory / "media"
         self.prefix = directory / "gateway"
@@ -147,11 +149,13 @@ class Gateway:
                CATALOG_UPSTREAM=f"127.0.0.1:{self.catalog.server_address[1]}",
                MEDIA_DIR=str(self.media), KEYS_DIR=str(self.keys), FRONTEND_DIR=str(self.frontend),
                CORS_ORIGINS="http://127.0.0.1:5500", MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
-               GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS), GATEWAY_STATUS_PORT=str(free_port()))
+               GATEWAY_TOKEN_RECHECK_SECONDS=str(RECHECK_SECONDS), GATEWAY_STATUS_PORT=str(free_port()),
+               **self.environment)
         self.access_log = self.prefix / "access.log"  # nginx logs requests to its stdout
         with open(self.access_log, "ab") as log:
             self.process = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
-                                             "-g", "daemon off;"], stdout=log, stderr=subprocess.PIPE)
+                                             "-g", "daemon off;"], stdout=log, stderr=subprocess.PIPE,
+                                            env={**os.environ, **self.environment})
         return self.wait_healthy()
 
     def wait_healthy(self) -> bool:

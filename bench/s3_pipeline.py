@@ -1,0 +1,113 @@
+"""The pipeline on S3 (MEDIA_STORAGE=s3) against local disk: a whole ladder's CPU time, a 1 GiB upload.
+
+Runs last of all: it measures a ladder on the context's stack (local disk), then replaces that stack
+by one with MEDIA_STORAGE=s3 on the same slot (scripts/stack.py runs its SeaweedFS, fresh state), and
+measures there:
+- the same clip's whole ladder, CPU time of the transcoder workers and everything under them (work
+  horses, ffmpeg, boto3's downloads and uploads) against local mode; target: under 10% more. The S3
+  server's own CPU time is reported beside it (on a real deployment it is another machine's);
+- a 1 GiB upload through the gateway, streamed into the bucket part by part, with the catalog's peak
+  memory summed over its processes (RSS; PSS beside it); target: under 150 MiB. What importing boto3
+  costs a process is measured on its own too.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from services.transcoder.jobs import DEFAULT_MODE
+from videoflix_shared.config import Settings
+from videoflix_shared.storage import storage_from_settings
+
+from .harness import Stack, make_clip, register_and_login, tree_cpu_seconds
+from .measure import print_checks, print_table, ratio, save
+from .transcode import run_pipeline
+from .upload import PEAK_RSS_TARGET, SIZE, PeakMemory, curl_upload
+
+CLIP_SECONDS = 12
+CPU_OVERHEAD_TARGET = 0.10
+# Resident memory of a fresh interpreter after the code (VmRSS: ru_maxrss would count the forked parent).
+RSS_AFTER = "print(next(int(line.split()[1]) * 1024 for line in open('/proc/self/status') if line.startswith('VmRSS')))"
+BOTO3_IMPORT = "import boto3; boto3.client('s3', region_name='us-east-1'); " + RSS_AFTER
+BARE_PYTHON = RSS_AFTER
+
+
+def rss_after(code: str) -> int:
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def s3_stack(context) -> Stack:
+    """The context's stack replaced by one on S3 (same slot and overrides, fresh state)."""
+    local = context.stack
+    local.down()
+    stack = Stack(local.slot, **{key: value for key, value in local.env.items() if key == "MAX_UPLOAD_BYTES"},
+                  MEDIA_STORAGE="s3")
+    stack.reset()
+    stack.up()
+    context.stack, context.session, context.videos = stack, register_and_login(stack), {}
+    return stack
+
+
+def upload_into_s3(context) -> dict:
+    stack = context.stack
+    source = stack.var_dir / "bench" / "upload-1GiB.bin"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "wb") as handle:
+        handle.truncate(SIZE)
+    try:
+        catalog = PeakMemory(stack.pid("catalog"))
+        catalog.start()
+        created, seconds = curl_upload(context, source)
+        catalog.done.set()
+        catalog.join()
+    finally:
+        source.unlink(missing_ok=True)
+    storage = storage_from_settings(Settings.from_env(stack.env))
+    stored = sum(item.size for item in storage.list(f"originals/{created['id']}/"))
+    assert stored == SIZE, f"the bucket holds {stored} bytes of {SIZE}"
+    assert not (stack.media_dir / "originals").exists() or not any((stack.media_dir / "originals").iterdir()), \
+        "an original landed on the catalog's disk"
+    assert context.session.delete(f"video/{created['id']}/").status_code == 204
+    return {"seconds": seconds, "idle": catalog.idle, "peak": catalog.peak}
+
+
+def run(context) -> dict:
+    source = make_clip(CLIP_SECONDS, 1920, 1080)
+    mode = context.stack.env.get("TRANSCODE_MODE") or DEFAULT_MODE
+    local = run_pipeline(context, source, mode, 1)
+    stack = s3_stack(context)
+    seaweedfs_cpu_before = tree_cpu_seconds(stack.pid("seaweedfs"))
+    on_s3 = run_pipeline(context, source, mode, 1)
+    seaweedfs_cpu = tree_cpu_seconds(stack.pid("seaweedfs")) - seaweedfs_cpu_before
+    upload = upload_into_s3(context)
+    boto3_rss, bare_rss = rss_after(BOTO3_IMPORT), rss_after(BARE_PYTHON)
+
+    overhead = on_s3["cpu_s"] / local["cpu_s"] - 1
+    peak, idle = upload["peak"], upload["idle"]
+    rows = [["ladder, local disk", local["ladder_s"], local["cpu_s"], None],
+            ["ladder, S3 (transcoders)", on_s3["ladder_s"], on_s3["cpu_s"], overhead],
+            ["  SeaweedFS meanwhile (not counted)", None, seaweedfs_cpu, None]]
+    checks = {
+        f"ladder CPU time on S3 under {CPU_OVERHEAD_TARGET:.0%} more than local": {
+            "met": overhead < CPU_OVERHEAD_TARGET,
+            "detail": f"{on_s3['cpu_s']:.1f} s vs {local['cpu_s']:.1f} s: {overhead:+.1%}"},
+        "catalog peak RSS under 150 MiB during a 1 GiB upload into S3 (all its processes, RSS summed)": {
+            "met": peak["tree_rss"] < PEAK_RSS_TARGET,
+            "detail": f"{peak['tree_rss'] / 2**20:.0f} MiB (PSS {peak['tree_pss'] / 2**20:.0f}), "
+                      f"idle {idle['tree_rss'] / 2**20:.0f} MiB"},
+    }
+    print_table(f"Ladder of a {CLIP_SECONDS} s 1080p clip ({mode}, 1 worker), local disk vs S3",
+                ["variant", "whole ladder s", "CPU s", "CPU overhead"], rows)
+    print_table("Upload: 1 GiB into S3", ["seconds", "MiB/s", "catalog RSS MiB", "catalog PSS MiB", "idle RSS MiB"],
+                [[upload["seconds"], SIZE / 2**20 / upload["seconds"], peak["tree_rss"] / 2**20,
+                  peak["tree_pss"] / 2**20, idle["tree_rss"] / 2**20]])
+    print(f"  importing boto3 (and making a client): RSS {boto3_rss / 2**20:.0f} MiB, "
+          f"a bare interpreter {bare_rss / 2**20:.0f} MiB (+{(boto3_rss - bare_rss) / 2**20:.0f} MiB per process)")
+    print_checks(checks)
+    data = {"clip_seconds": CLIP_SECONDS, "mode": mode, "local": local, "s3": on_s3,
+            "seaweedfs_cpu_s": seaweedfs_cpu, "cpu_overhead": overhead,
+            "cpu_ratio_s3_over_local": ratio(on_s3["cpu_s"], local["cpu_s"]), "upload": upload,
+            "boto3_import_rss_bytes": boto3_rss, "bare_python_rss_bytes": bare_rss, "checks": checks}
+    save("s3_pipeline", data)
+    return data
+
