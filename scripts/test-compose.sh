@@ -93,7 +93,7 @@ fi
 .venv/bin/python - <<'PY' || fail "a port of the test stack is taken (another make test-compose running?)"
 import socket, sys
 taken = []
-for port in (30001, 30002, 30003, 30004, 30025, 30080, 30379, 30432, *range(30333, 30341)):
+for port in (30001, 30002, 30003, 30004, 30025, 30080, 30091, 30379, 30432, *range(30333, 30341)):
     with socket.socket() as probe:
         # As the servers do: a port with only TIME_WAIT connections left (a run just ended) is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
