@@ -7,7 +7,11 @@ WORKERS ?=
 STORAGE ?=
 # The production path: Docker Compose v2.24+ (`docker compose`), else a standalone `docker-compose`.
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose) \
-  $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml
+  $(if $(wildcard .env),--env-file .env) -f deploy/docker-compose.yml $(COMPOSE_S3)
+# STORAGE=s3: media in a bucket (deploy/docker-compose.s3.yml), on the bundled SeaweedFS (profile s3)
+# unless .env names an S3_ENDPOINT_URL of its own. docs/storage.md.
+COMPOSE_S3 = $(if $(filter s3,$(STORAGE)),-f deploy/docker-compose.s3.yml \
+  $(shell grep -qs '^S3_ENDPOINT_URL=.' .env || echo --profile s3))
 
 .PHONY: help install keys up down status logs test test-unit test-e2e test-faults bench admin clean top test-fresh \
   compose-up compose-down compose-logs test-compose
@@ -54,7 +58,7 @@ bench: install ## benchmarks with ratios into bench/results/ (one: make bench BE
 test-compose: ## build every image offline, run the compose stack with the e2e flows, restarts, 3 transcoders
 	@scripts/test-compose.sh
 
-compose-up: ## production: build and start the Docker Compose stack on :8000 (TRANSCODERS=n containers)
+compose-up: ## production: build and start the Docker Compose stack on :8000 (TRANSCODERS=n, STORAGE=s3)
 	@$(COMPOSE) up -d --build --wait $(if $(TRANSCODERS),--scale transcoder=$(TRANSCODERS))
 
 compose-down: ## stop the Docker Compose stack (its volumes, with database, media and keys, are kept)

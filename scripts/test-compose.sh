@@ -2,8 +2,9 @@
 # `make test-compose`: builds every image of deploy/docker-compose.yml with no container registry, runs
 # the stack with deploy/offline/docker-compose.test.yml on the host network (127.0.0.1:30000-30999),
 # checks the one-shot jobs, non-root users, the e2e account and video flows through the compose gateway,
-# `restart` of each service and three scaled transcoders, then tears everything down, its own dockerd
-# included. State: var/docker (the engine: data root, socket, images, kept for faster reruns),
+# `restart` of each service and three scaled transcoders; then the S3 mode (deploy/docker-compose.s3.yml,
+# profile s3: SeaweedFS, no media volume) with the e2e video flow; then tears everything down, its own
+# dockerd included. State: var/docker (the engine: data root, socket, images, kept for faster reruns),
 # var/compose (keys, media, mail of the test stack, emptied on each run), var/compose-cache (the
 # debootstrap tarball of the base image).
 set -euo pipefail
@@ -42,10 +43,22 @@ fi
 # Compose v2: the docker CLI plugin when there is one, else the binary requirements-dev.txt installs.
 if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); else COMPOSE_BIN=("$ROOT/.venv/bin/docker-compose"); fi
 COMPOSE=("${COMPOSE_BIN[@]}" --progress quiet -f deploy/docker-compose.yml -f deploy/offline/docker-compose.test.yml)
+# The S3 mode: the same stack with deploy/docker-compose.s3.yml and the bundled SeaweedFS (profile s3),
+# its S3 API on 127.0.0.1:30333 (deploy/offline/docker-compose.s3.test.yml), two new key pairs per run.
+COMPOSE_S3=("${COMPOSE_BIN[@]}" --progress quiet -f deploy/docker-compose.yml -f deploy/docker-compose.s3.yml
+  -f deploy/offline/docker-compose.test.yml -f deploy/offline/docker-compose.s3.test.yml --profile s3)
+export S3_ENDPOINT_URL=http://127.0.0.1:30333
+new_secret() { head -c 24 /dev/urandom | base64 | tr '+/' '-_'; }
+S3_ACCESS_KEY_ID=VFSER$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+GATEWAY_S3_ACCESS_KEY_ID=VFGAT$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+S3_SECRET_ACCESS_KEY=$(new_secret)
+GATEWAY_S3_SECRET_ACCESS_KEY=$(new_secret)
+export S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY GATEWAY_S3_ACCESS_KEY_ID GATEWAY_S3_SECRET_ACCESS_KEY
 compose() { "${COMPOSE[@]}" "$@"; }
 
 step "the compose checks: config, compose-spec schema, hadolint (deploy/tests, no engine needed)"
-PYTHONPATH=. .venv/bin/pytest -q -p no:cacheprovider deploy/tests/test_compose.py deploy/tests/test_dockerfiles.py
+PYTHONPATH=. .venv/bin/pytest -q -p no:cacheprovider deploy/tests/test_compose.py deploy/tests/test_compose_s3.py \
+  deploy/tests/test_dockerfiles.py
 
 step "dockerd (var/docker)"
 mkdir -p "$DOCKER_DIR"
@@ -80,7 +93,7 @@ fi
 .venv/bin/python - <<'PY' || fail "a port of the test stack is taken (another make test-compose running?)"
 import socket, sys
 taken = []
-for port in (30001, 30002, 30003, 30004, 30025, 30080, 30379, 30432):
+for port in (30001, 30002, 30003, 30004, 30025, 30080, 30091, 30379, 30432, *range(30333, 30341)):
     with socket.socket() as probe:
         # As the servers do: a port with only TIME_WAIT connections left (a run just ended) is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -104,7 +117,8 @@ for _ in $(seq 60); do
 done
 docker info >/dev/null 2>&1 || dockerd_failed "did not answer on var/docker/docker.sock within 60 s"
 docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}'
-compose down --volumes --remove-orphans >/dev/null 2>&1 || true
+# What a killed run left, S3 mode's SeaweedFS and its volumes included.
+"${COMPOSE_S3[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true
 
 step "base image $BASE_IMAGE"
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -152,6 +166,7 @@ build videoflix-offline/nginx:bookworm deploy/offline/nginx.Dockerfile
 build videoflix-offline/postgres deploy/offline/postgres.Dockerfile
 build videoflix-offline/redis deploy/offline/redis.Dockerfile
 build videoflix-offline/mailpit deploy/offline/mailpit.Dockerfile
+build videoflix-offline/seaweedfs deploy/offline/seaweedfs.Dockerfile
 
 step "the five images, from the project's Dockerfiles"
 for service in auth catalog streamer transcoder; do
@@ -161,7 +176,7 @@ build videoflix/gateway gateway/Dockerfile \
   --build-arg NODE_IMAGE=videoflix-offline/node:bookworm --build-arg NGINX_IMAGE=videoflix-offline/nginx:bookworm
 
 step "every image runs as a non-root user"
-images=$(compose config --images | sort -u)
+images=$("${COMPOSE_S3[@]}" config --images | sort -u)
 for image in $images; do
   user=$(docker image inspect -f '{{.Config.User}}' "$image")
   uid=$(docker run --rm --network none --entrypoint id "$image" -u)
@@ -210,12 +225,15 @@ echo "the jobs ran again: $(tr '\n' ' ' <<<"$second_jobs")"
 [ "$(stack_state)" = "$first" ] || { stack_state; fail "a second up changed keys, migrations or the admin"; }
 
 step "every running container's processes are non-root"
-for container in $(compose ps --quiet); do
-  name=$(docker inspect -f '{{.Name}}' "$container")
-  uids=$(docker top "$container" -eo pid,uid | awk 'NR > 1 {print $2}' | sort -u | tr '\n' ' ')
-  echo "$name: uid $uids"
-  grep -qw 0 <<<"$uids" && fail "$name runs a process as root"
-done
+non_root() {
+  for container in $(compose ps --quiet); do
+    name=$(docker inspect -f '{{.Name}}' "$container")
+    uids=$(docker top "$container" -eo pid,uid | awk 'NR > 1 {print $2}' | sort -u | tr '\n' ' ')
+    echo "$name: uid $uids"
+    if grep -qw 0 <<<"$uids"; then fail "$name runs a process as root"; fi
+  done
+}
+non_root
 
 step "e2e account and video flows through the compose gateway (127.0.0.1:30080)"
 cat >"$STATE/e2e.env" <<ENV
@@ -257,6 +275,52 @@ step "the gateway lost no connection to a service over the whole run"
 upstream_errors=$(compose logs --no-color gateway 2>&1 | grep -E 'upstream|connect\(\) failed' | grep -Ev 'jwt\.sock' || true)
 [ -z "$upstream_errors" ] || { echo "$upstream_errors"; fail "the gateway logged failed upstream connections"; }
 echo none
+
+step "S3 mode: down, then up with deploy/docker-compose.s3.yml --profile s3 (SeaweedFS, no media volume)"
+s3_started=$SECONDS
+compose down --volumes --remove-orphans --timeout 20
+$SUDO rm -rf "$STATE/keys" "$STATE/media" "$STATE/mail"
+mkdir -p "$STATE/keys" "$STATE/media" "$STATE/mail"
+$SUDO chown -R 10001:10001 "$STATE/keys" "$STATE/media" "$STATE/mail"
+COMPOSE=("${COMPOSE_S3[@]}" )
+compose up --detach --wait --no-build
+JOBS=(keys migrate-auth migrate-catalog admin seaweedfs-config bucket)
+check_jobs
+non_root
+# No container of the stack mounts the media volume (the catalog's own catalog-uploads holds unfinished
+# resumable uploads); the transcoders mount the public keys only.
+for container in $(compose ps --all --quiet); do
+  service=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$container")
+  mounts=$(docker inspect -f '{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}' "$container")
+  printf '%-18s %s\n' "$service" "$mounts"
+  ! grep -qE '(^|_)media:' <<<"$mounts" || fail "$service mounts the media volume in the S3 mode"
+  if [ "$service" = transcoder ]; then
+    [ "$(xargs -n1 <<<"$mounts" | sed 's/^.*_//')" = "public-keys:/data/keys" ] \
+      || fail "a transcoder mounts more than the public keys: $mounts"
+  fi
+done
+
+step "S3 mode: e2e video flow through the compose gateway (media in the bucket)"
+{ cat "$STATE/e2e.env"; printf '%s\n' MEDIA_STORAGE=s3 "S3_ENDPOINT_URL=$S3_ENDPOINT_URL" \
+    "S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID" "S3_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY" \
+    "COMPOSE_COMMAND=${COMPOSE[*]}"; } >"$STATE/e2e-s3.env"
+chmod 600 "$STATE/e2e-s3.env"
+export E2E_STACK_ENV=$STATE/e2e-s3.env
+e2e tests-e2e/test_videos.py
+# Every medium went to the bucket: originals and complete ladders there, nothing on any disk of the stack.
+.venv/bin/python - <<'PY' || fail "the bucket does not hold the videos' media"
+import collections, os
+from videoflix_shared.config import Settings
+from videoflix_shared.storage import storage_from_settings
+env = dict(line.split("=", 1) for line in open(os.environ["E2E_STACK_ENV"]).read().splitlines() if "=" in line)
+storage = storage_from_settings(Settings.from_env(env))
+objects = collections.Counter(item.key.split("/")[0] for item in storage.list(""))
+masters = [item.key for item in storage.list("hls/") if item.key.endswith("/master.m3u8")]
+print(f"bucket {env.get('S3_BUCKET', 'videoflix')}: {dict(objects)}, {len(masters)} master playlists")
+assert objects["originals"] and objects["hls"] and masters, objects
+PY
+[ -z "$(find "$STATE/media" -mindepth 1 -print -quit)" ] || fail "var/compose/media is not empty in the S3 mode"
+echo "S3 pass: $((SECONDS - s3_started))s"
 
 step "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^videoflix' | sort

@@ -3,6 +3,7 @@
     media import-local [--source DIR]   copy MEDIA_DIR's originals/ and hls/ into the configured storage
     media orphans [--delete]            objects without a video row (deleted with --delete), and videos
                                         whose original is gone (reported only)
+    media create-bucket [--wait SECONDS] the bucket, created if missing (the compose S3 mode's one-shot job)
 
 `import-local` is what a user who started with MEDIA_STORAGE=local runs once after switching to s3: an
 object already stored with the same size is skipped, so it is idempotent and, interrupted, resumes where
@@ -11,13 +12,14 @@ it stopped. Per video, segments go before their playlist and the master last (as
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
-from videoflix_shared.storage import PLAYLIST_SUFFIX, LocalStorage
+from videoflix_shared.storage import PLAYLIST_SUFFIX, LocalStorage, StorageUnavailable
 
 from .models import Video, db
 from .storage import HLS_DIR, ORIGINALS_DIR, storage
@@ -84,3 +86,21 @@ def orphans(delete: bool) -> None:
         click.echo(f"video {video.id} ({video.status}): its original {video.original_path or '(none)'} is gone")
     click.echo(f"{len(found)} orphaned prefixes{' deleted' if delete and found else ''}, "
                f"{len(missing)} videos without their original")
+
+
+@media_command.command("create-bucket")
+@click.option("--wait", type=click.IntRange(min=0), default=60, show_default=True,
+              help="Seconds to keep trying while the S3 endpoint does not answer yet.")
+def create_bucket(wait: int) -> None:
+    """Create the storage's bucket if it is missing (idempotent; nothing to do on local disk)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            storage().ensure_bucket()
+            break
+        except StorageUnavailable as error:
+            if time.monotonic() >= deadline:
+                raise click.ClickException(str(error)) from error
+            time.sleep(1)
+    click.echo("the bucket is there" if current_app.config["SETTINGS"].media_storage == "s3"
+               else "MEDIA_STORAGE=local: no bucket needed")

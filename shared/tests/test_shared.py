@@ -1,6 +1,7 @@
 """The shared package: settings, keys, JSON errors, health, CSRF."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -12,7 +13,7 @@ from marshmallow import Schema, fields
 from videoflix_shared import Settings
 from videoflix_shared.errors import ApiError
 from videoflix_shared.flask import init_service
-from videoflix_shared.keys import generate
+from videoflix_shared.keys import generate, write_seaweedfs_identities
 from videoflix_shared.security import configure_jwt, require_csrf
 
 
@@ -81,6 +82,23 @@ def test_generate_keeps_existing_files_and_protects_secrets(tmp_path):
     assert (tmp_path / "jwt_private.pem").read_bytes() == private_before
     assert stat.S_IMODE(os.stat(tmp_path / "jwt_private.pem").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "service_token").st_mode) == 0o600
+
+
+def test_seaweedfs_identities_come_from_the_settings_key_pairs(tmp_path, monkeypatch):
+    """The compose S3 mode's seaweedfs-config job: S3_* may write the bucket, GATEWAY_S3_* only read it."""
+    for name, value in {"S3_BUCKET": "media", "S3_ACCESS_KEY_ID": "RW", "S3_SECRET_ACCESS_KEY": "rw-secret",
+                        "GATEWAY_S3_ACCESS_KEY_ID": "RO", "GATEWAY_S3_SECRET_ACCESS_KEY": "ro-secret"}.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "s3.json"
+    path.write_text("old keys")
+    write_seaweedfs_identities(path)
+    identities = {i["credentials"][0]["accessKey"]: i for i in json.loads(path.read_text())["identities"]}
+    assert identities["RW"]["credentials"][0]["secretKey"] == "rw-secret"
+    assert "Write:media" in identities["RW"]["actions"]
+    assert identities["RO"]["actions"] == ["Read:media"]
+    monkeypatch.setenv("GATEWAY_S3_SECRET_ACCESS_KEY", "")
+    with pytest.raises(SystemExit, match="GATEWAY_S3_"):
+        write_seaweedfs_identities(path)
 
 
 def test_validation_errors_are_400_field_lists(app):

@@ -3,6 +3,9 @@
 `python -m videoflix_shared.keys DIR [PUBLIC_DIR]` creates `jwt_private.pem`, `jwt_public.pem` and
 `service_token` in DIR unless they exist (used by `make keys` and by the compose key-init container),
 and copies the public key and the service token into PUBLIC_DIR: what every service but auth reads.
+
+`python -m videoflix_shared.keys seaweedfs-identities FILE` writes SeaweedFS's S3 identities config for
+S3_BUCKET with the key pairs of S3_* and GATEWAY_S3_* (the compose S3 mode's seaweedfs-config job).
 """
 from __future__ import annotations
 
@@ -109,7 +112,26 @@ def publish(directory: Path, public_directory: Path) -> list[Path]:
     return copied
 
 
-if __name__ == "__main__":
+def write_seaweedfs_identities(path: Path) -> None:
+    """SeaweedFS's identities config from the settings' two key pairs (replaced: the .env may have new ones).
+    World-readable (SeaweedFS may run as another user): it lives in a volume only SeaweedFS mounts."""
+    from .config import Settings
+
+    settings = Settings.from_env()
+    pairs = {"S3_*": (settings.s3_access_key_id, settings.s3_secret_access_key),
+             "GATEWAY_S3_*": (settings.gateway_s3_access_key_id, settings.gateway_s3_secret_access_key)}
+    empty = [name for name, pair in pairs.items() if not all(pair)]
+    if empty:
+        sys.exit(f"set {' and '.join(empty)} (access key id and secret): SeaweedFS admits those keys only")
+    identities = seaweedfs_identities(settings.s3_bucket, pairs["S3_*"], pairs["GATEWAY_S3_*"])
+    Path(path).unlink(missing_ok=True)
+    _write_secret(Path(path), json.dumps(identities).encode(), 0o644)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["seaweedfs-identities"]:
+    write_seaweedfs_identities(Path(sys.argv[2]))
+    print(f"wrote {sys.argv[2]}")
+elif __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("var/keys")
     for path in generate(target):
         print(f"created {path}")

@@ -109,3 +109,20 @@ def test_deleting_with_s3_down_deletes_the_video_and_leaves_its_objects_to_orpha
     assert response.status_code == 204
     with app.app_context():
         assert db.session.get(Video, video_id) is None
+
+
+def test_create_bucket_creates_a_missing_bucket_and_is_idempotent(s3_app, bucket):
+    bucket.client.delete_bucket(Bucket=bucket.bucket)
+    for _ in range(2):
+        result = s3_app.test_cli_runner().invoke(args=["media", "create-bucket", "--wait", "5"])
+        assert result.exit_code == 0, result.output
+        assert "the bucket is there" in result.output
+    bucket.client.head_bucket(Bucket=bucket.bucket)
+
+
+def test_create_bucket_on_an_unreachable_endpoint_fails_with_a_message(make_app):
+    app = make_app(media_storage="s3", s3_endpoint_url="http://127.0.0.1:9", s3_access_key_id="a",
+                   s3_secret_access_key="b")
+    result = app.test_cli_runner().invoke(args=["media", "create-bucket", "--wait", "0"])
+    assert result.exit_code == 1
+    assert "creating bucket videoflix" in result.output and "Traceback" not in result.output
