@@ -50,6 +50,33 @@ def parse_wrk(output: str) -> dict:
     }
 
 
+def wrk_rounds(variants: dict[str, tuple[str, str, dict]], connections: tuple[int, ...], seconds: int,
+               rounds: int) -> tuple[dict, list[list], list[dict]]:
+    """wrk against every variant (`key: (label, url, headers)`) at each connection count, in rounds that
+    interleave the variants (a burst of load from elsewhere on the machine hits them alike); each variant
+    keeps its best round. Returns (best results per connections and key, table rows with the failed
+    requests of all rounds, every round)."""
+    runs = [{c: {key: wrk(url, c, seconds, headers) for key, (_, url, headers) in variants.items()}
+             for c in connections} for _ in range(rounds)]
+    results = {c: {key: max((run[c][key] for run in runs), key=lambda m: m["requests_per_s"])
+                   for key in variants} for c in connections}
+    rows = []
+    for c, measured in results.items():
+        for key, (label, _, _) in variants.items():
+            m = measured[key]
+            errors = sum(run[c][key]["non_2xx"] + run[c][key]["socket_errors"] for run in runs)
+            rows.append([f"({key}) {label}", c, m["requests_per_s"], m["mb_per_s"], m["p50_ms"], m["p99_ms"], errors])
+    return results, rows, runs
+
+
+WRK_COLUMNS = ["variant", "conns", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors (all rounds)"]
+
+
+def no_errors_check(rows: list[list]) -> dict:
+    """The check that no request of any round failed (the last column of `wrk_rounds`' rows)."""
+    return {"met": all(row[-1] == 0 for row in rows), "detail": f"{sum(row[-1] for row in rows)} failed requests"}
+
+
 def percentile(samples: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(samples)

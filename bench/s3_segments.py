@@ -14,7 +14,7 @@ import requests
 
 from gateway.tests.seaweedfs import SeaweedFS
 
-from .measure import print_checks, print_table, ratio, save, wrk
+from .measure import WRK_COLUMNS, no_errors_check, print_checks, print_table, ratio, save, wrk_rounds
 from .servers import derived_gateway, segments_uncached
 
 CONNECTIONS = (16, 64)
@@ -39,30 +39,18 @@ def run(context) -> dict:
         with derived_gateway(stack, "s3", hit_port, None, environment) as hit, \
                 derived_gateway(stack, "s3-uncached", miss_port, segments_uncached, environment) as miss:
             variants = {
-                "l": ("local disk: nginx sendfile", stack.gateway_url + public_path),
-                "h": ("S3: gateway cache hit", hit.url + public_path),
-                "m": ("S3: every request to S3 (miss)", miss.url + public_path),
+                "l": ("local disk: nginx sendfile", stack.gateway_url + public_path, cookie),
+                "h": ("S3: gateway cache hit", hit.url + public_path, cookie),
+                "m": ("S3: every request to S3 (miss)", miss.url + public_path, cookie),
             }
-            for key, (label, url) in variants.items():  # also fills (h)'s cache
+            for key, (label, url, _) in variants.items():  # also fills (h)'s cache
                 response = requests.get(url, headers=cookie, timeout=10)
                 assert response.status_code == 200 and response.content == expected, \
                     f"({key}) {label} did not serve the segment: {response.status_code} {response.text[:200]}"
             cache_status = requests.get(variants["h"][1], headers=cookie, timeout=10).headers.get("X-Cache-Status")
             assert cache_status == "HIT", f"(h) is no cache hit: X-Cache-Status {cache_status}"
-            # Rounds interleave the variants (load from elsewhere hits them alike); each keeps its best.
-            runs = [{c: {key: wrk(url, c, SECONDS, cookie) for key, (_, url) in variants.items()}
-                     for c in CONNECTIONS} for _ in range(ROUNDS)]
-    results = {c: {key: max((run[c][key] for run in runs), key=lambda m: m["requests_per_s"])
-                   for key in variants} for c in CONNECTIONS}
-    errors = {c: {key: sum(run[c][key]["non_2xx"] + run[c][key]["socket_errors"] for run in runs)
-                  for key in variants} for c in CONNECTIONS}
+            results, rows, runs = wrk_rounds(variants, CONNECTIONS, SECONDS, ROUNDS)
 
-    rows = []
-    for connections, measured in results.items():
-        for key, (label, _) in variants.items():
-            m = measured[key]
-            rows.append([f"({key}) {label}", connections, m["requests_per_s"], m["mb_per_s"], m["p50_ms"],
-                         m["p99_ms"], errors[connections][key]])
     ratios = {f"{c} connections": {
         "h/l": ratio(results[c]["h"]["requests_per_s"], results[c]["l"]["requests_per_s"]),
         "m/l": ratio(results[c]["m"]["requests_per_s"], results[c]["l"]["requests_per_s"]),
@@ -70,17 +58,14 @@ def run(context) -> dict:
     checks = {"(h) >= 75% of (l)": {
         "met": all(r["h/l"] >= TARGET_HIT_SHARE_OF_LOCAL for r in ratios.values()),
         "detail": ", ".join(f"{name}: h/l = {r['h/l']:.2f}" for name, r in ratios.items()),
-    }, "no errors": {
-        "met": all(row[-1] == 0 for row in rows), "detail": f"{sum(row[-1] for row in rows)} failed requests",
-    }}
+    }, "no errors": no_errors_check(rows)}
     print_table(f"Segment delivery from S3: {len(expected) / 2**20:.2f} MiB 1080p segment, wrk {SECONDS} s, "
-                f"best of {ROUNDS}", ["variant", "conns", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors (all rounds)"],
-                rows)
+                f"best of {ROUNDS}", WRK_COLUMNS, rows)
     print_table("Ratios (requests/s)", ["", "h/l (hit)", "m/l (miss)"],
                 [[name, r["h/l"], r["m/l"]] for name, r in ratios.items()])
     print_checks(checks)
     data = {"segment_bytes": len(expected), "seconds_per_run": SECONDS, "rounds": ROUNDS,
-            "variants": {key: label for key, (label, _) in variants.items()},
+            "variants": {key: label for key, (label, _, _) in variants.items()},
             "results": {str(c): measured for c, measured in results.items()}, "ratios": ratios, "checks": checks,
             "all_rounds": [{str(c): measured for c, measured in run.items()} for run in runs]}
     save("s3_segments", data)

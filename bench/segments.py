@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import requests
 
-from .measure import print_checks, print_table, ratio, save, wrk
+from .measure import WRK_COLUMNS, no_errors_check, print_checks, print_table, ratio, save, wrk_rounds
 from .servers import SendFileApp, derived_gateway, reference_nginx, segments_via_streamer
 
 CONNECTIONS = (16, 64)
@@ -43,21 +43,8 @@ def run(context) -> dict:
             response = requests.get(url, headers=headers, timeout=10)
             assert response.status_code == 200 and response.content == expected, \
                 f"({key}) {label} did not serve the segment: {response.status_code} {response.text[:200]}"
-        # Rounds interleave the variants, so a burst of load from elsewhere on the machine does not hit
-        # one variant only; each variant reports its best round.
-        runs = [{c: {key: wrk(url, c, SECONDS, headers) for key, (_, url, headers) in variants.items()}
-                 for c in CONNECTIONS} for _ in range(ROUNDS)]
-    results = {c: {key: max((run[c][key] for run in runs), key=lambda m: m["requests_per_s"])
-                   for key in variants} for c in CONNECTIONS}
-    errors = {c: {key: sum(run[c][key]["non_2xx"] + run[c][key]["socket_errors"] for run in runs)
-                  for key in variants} for c in CONNECTIONS}
+        results, rows, runs = wrk_rounds(variants, CONNECTIONS, SECONDS, ROUNDS)
 
-    rows = []
-    for connections, measured in results.items():
-        for key, (label, _, _) in variants.items():
-            m = measured[key]
-            rows.append([f"({key}) {label}", connections, m["requests_per_s"], m["mb_per_s"], m["p50_ms"],
-                         m["p99_ms"], errors[connections][key]])
     ratios = {f"{c} connections": {
         "a/b": ratio(results[c]["a"]["requests_per_s"], results[c]["b"]["requests_per_s"]),
         "a/c": ratio(results[c]["a"]["requests_per_s"], results[c]["c"]["requests_per_s"]),
@@ -67,11 +54,9 @@ def run(context) -> dict:
     checks = {"(a) >= 80% of (b)": {
         "met": all(r["a/b"] >= TARGET_SHARE_OF_STATIC for r in ratios.values()),
         "detail": ", ".join(f"{name}: a/b = {r['a/b']:.2f}" for name, r in ratios.items()),
-    }, "no errors": {
-        "met": all(row[-1] == 0 for row in rows), "detail": f"{sum(row[-1] for row in rows)} failed requests",
-    }}
+    }, "no errors": no_errors_check(rows)}
     print_table(f"Segment delivery: {len(expected) / 2**20:.2f} MiB 1080p segment, wrk {SECONDS} s, best of {ROUNDS}",
-                ["variant", "conns", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors (all rounds)"], rows)
+                WRK_COLUMNS, rows)
     print_table("Ratios (requests/s)", ["", "a/b", "a/c", "a'/b", "a/a'"],
                 [[name, r["a/b"], r["a/c"], r["a'/b"], r["a/a'"]] for name, r in ratios.items()])
     print_checks(checks)
