@@ -39,6 +39,7 @@ from videoflix_shared import Settings
 from videoflix_shared.storage import Storage, storage_from_settings
 
 from . import ffmpeg, ladder, metrics, probe, publish
+from .originals import OriginalsCache
 from .catalog_client import CatalogClient, VideoGone
 from .process import ResourceLimits
 from .progress import Throttle, percent_done
@@ -68,6 +69,11 @@ def _context() -> tuple[Settings, CatalogClient, Storage]:
     return settings, CatalogClient.from_settings(settings), storage_from_settings(settings)
 
 
+def originals(settings: Settings, storage: Storage) -> OriginalsCache:
+    """Where jobs read the original from: in place on local disk, else this host's cache (originals.py)."""
+    return OriginalsCache.from_settings(settings, storage)
+
+
 SCRATCH_PREFIX = "job-"
 
 
@@ -90,6 +96,7 @@ def job_scratch(settings: Settings) -> Iterator[Path]:
     root = settings.transcoder_scratch_dir
     root.mkdir(parents=True, exist_ok=True)
     remove_dead_scratch(root)
+    OriginalsCache(None, root, 0).expire()
     directory = root / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     directory.mkdir()
     try:
@@ -121,6 +128,7 @@ def stop_if_video_gone(catalog: CatalogClient, storage: Storage, video_id: int) 
             raise
         log.info("video gone, job dropped", extra={"fields": {"video_id": video_id}})
         storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
+        OriginalsCache(storage, Settings.from_env().transcoder_scratch_dir, 0).evict_video(video_id)
 
 
 def original_key(storage: Storage, video_id: int, source_path: str | None) -> str:
@@ -149,7 +157,7 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         catalog.video(video_id)
         try:
             source = original_key(storage, video_id, source_path)
-            with storage.local_copy(source, scratch) as local:
+            with originals(settings, storage).local_copy(source, scratch) as local:
                 media = probe.probe_source(local, probe.SourceLimits.from_settings(settings),
                                            ResourceLimits.from_settings(settings))
         except probe.UnusableMedia as error:
@@ -303,7 +311,7 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
             rendition = ladder.rendition_for(rung, source_height)
             on_seconds = progress_reporter(catalog, video_id, [rung], duration)
             limits = ResourceLimits.from_settings(settings)
-            with metrics.encoding([rung], duration), storage.local_copy(source_path, scratch) as source, \
+            with metrics.encoding([rung], duration), originals(settings, storage).local_copy(source_path, scratch) as source, \
                     publish.staging_dir(scratch, rung) as staged:
                 command = ffmpeg.rung_command(source, rendition, fps, has_audio, demuxer=demuxer,
                                               progressive=progressive)
@@ -313,7 +321,8 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
                     ffmpeg.run(command, limits, cwd=staged, on_seconds=on_seconds)
                     publish.publish_rung(storage, staged, video_id, rung)
                 metrics.count_segments(rung, staged)
-        report_renditions(catalog, storage, video_id, [rung], scratch)
+        published = report_renditions(catalog, storage, video_id, [rung], scratch)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
 def encode_growing(catalog: CatalogClient, storage: Storage, video_id: int, rung: str, command: list[str],
@@ -350,7 +359,7 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
         if missing:
             with metrics.encoding([rendition.name for rendition in missing], duration), \
                     contextlib.ExitStack() as stack:
-                source = stack.enter_context(storage.local_copy(source_path, scratch))
+                source = stack.enter_context(originals(settings, storage).local_copy(source_path, scratch))
                 outputs = [(rendition, stack.enter_context(publish.staging_dir(scratch, rendition.name)))
                            for rendition in missing]
                 command = ffmpeg.split_command(source, outputs, fps, has_audio, demuxer=demuxer)
@@ -360,7 +369,8 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
                 for rendition, staged in outputs:
                     metrics.count_segments(rendition.name, staged)
                     publish.publish_rung(storage, staged, video_id, rendition.name)
-        report_renditions(catalog, storage, video_id, rungs, scratch)
+        published = report_renditions(catalog, storage, video_id, rungs, scratch)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
 def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds: float | None, source_path: str,
@@ -378,7 +388,7 @@ def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds:
             rendition = ladder.rendition_for(rung, source_height)
             length = seconds if seconds is not None else duration - start
             staged = scratch / Path(key).name
-            with metrics.encoding([rung], length), storage.local_copy(source_path, scratch) as source:
+            with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.chunk_command(source, rendition, fps, start, seconds, staged, demuxer=demuxer),
                            ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
             storage.put_file(key, staged)
@@ -399,7 +409,7 @@ def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: 
         if not storage.exists(key) and not all(publish.is_published(storage, video_id, rung) for rung in rungs):
             rendition = ladder.rendition_for(rungs[0], source_height)
             staged = scratch / Path(key).name
-            with storage.local_copy(source_path, scratch) as source:
+            with originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer),
                            ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
             storage.put_file(key, staged)
@@ -423,13 +433,15 @@ def join_rung(video_id: int, rung: str, chunk_count: int, source_height: int, ha
                 ffmpeg.run(ffmpeg.join_command(listing, audio, staged), ResourceLimits.from_settings(settings))
                 metrics.count_segments(rung, staged)
                 publish.publish_rung(storage, staged, video_id, rung)
-        report_renditions(catalog, storage, video_id, [rung], scratch)
+        published = report_renditions(catalog, storage, video_id, [rung], scratch)
         publish.remove_chunks(storage, video_id, rung)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
 def report_renditions(catalog: CatalogClient, storage: Storage, video_id: int, rungs: list[str],
-                      scratch: Path) -> None:
-    """Make master.m3u8 list every published rung (complete or growing), then tell the catalog about `rungs`."""
+                      scratch: Path) -> dict[str, publish.PublishedRung]:
+    """Make master.m3u8 list every published rung (complete or growing), then tell the catalog about `rungs`;
+    returns the rungs the master lists, by name."""
     published = {entry.name: entry for entry in publish.update_master(storage, video_id, scratch)}
     for rung in rungs:
         entry = published[rung]
@@ -437,6 +449,15 @@ def report_renditions(catalog: CatalogClient, storage: Storage, video_id: int, r
                                  growing=not entry.complete)
         log.info("rung growing" if not entry.complete else "rung published",
                  extra={"fields": {"video_id": video_id, "rung": rung}})
+    return published
+
+
+def release_original_if_ladder_done(settings: Settings, storage: Storage, video_id: int, source_height: int,
+                                    published: dict[str, publish.PublishedRung]) -> None:
+    """Every rung of the ladder complete: this host's cached original is needed no more (other hosts drop
+    theirs when idle, originals.IDLE_SECONDS)."""
+    if all(rung.name in published and published[rung.name].complete for rung in ladder.choose_rungs(source_height)):
+        originals(settings, storage).evict_video(video_id)
 
 
 def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: str) -> None:
@@ -445,7 +466,7 @@ def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: st
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
         staged = scratch / publish.THUMBNAIL
-        with storage.local_copy(source_path, scratch) as source:
+        with originals(settings, storage).local_copy(source_path, scratch) as source:
             # A seek past the last frame (a wrong container duration) yields nothing: fall back to the start.
             for position in (duration * THUMBNAIL_POSITION, 0):
                 ffmpeg.run(ffmpeg.thumbnail_command(source, staged, position, demuxer=demuxer),
@@ -506,6 +527,7 @@ def remove_stopped_job_files(job: Job, connection) -> None:
     remove_dead_scratch(settings.transcoder_scratch_dir)
     if is_gone(catalog, video_id):
         storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
+        originals(settings, storage).evict_video(video_id)
 
 
 def report_final_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:

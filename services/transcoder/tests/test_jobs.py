@@ -14,10 +14,12 @@ from rq import Queue, SimpleWorker
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
 
-from services.transcoder import jobs, ladder, publish
+from services.transcoder import jobs, ladder, originals, publish
 from services.transcoder.ladder import BY_NAME
+from services.transcoder.originals import OriginalsCache
 from services.transcoder.probe import SourceMedia, probe_source
 from services.transcoder.tests.conftest import wait_for
+from videoflix_shared.storage import S3Storage
 
 TOKEN = "unit-test-service-token"
 
@@ -396,6 +398,9 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
                         "MEDIA_DIR": str(env / "absent")}.items():
         monkeypatch.setenv(name, value)
     storage.put_file("originals/20/clip.mp4", make_clip(media / "clip-20.mp4", 854, 480, 6))
+    downloads = []
+    download = S3Storage.download
+    monkeypatch.setattr(S3Storage, "download", lambda self, key, path: (downloads.append(key), download(self, key, path)))
     jobs.prepare_video(20, source_path="originals/20/clip.mp4")
     assert "video-20-360p-join" in Queue(jobs.QUEUE, connection=redis).deferred_job_registry.get_job_ids()
     run_queue(redis)
@@ -408,7 +413,12 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
     assert master.index("360p/index.m3u8") < master.index("480p/index.m3u8")
     assert not [key for key in keys if "/.chunks/" in key]
     assert storage.exists("originals/20/clip.mp4")  # the original stays
-    assert not (env / "absent").exists() and list((env.parent / "scratch").iterdir()) == []
+    assert not (env / "absent").exists()
+    # Prepare, first rung, thumbnail, 2 chunks and the audio read the original: one download (this host's
+    # cache), dropped with every job's scratch directory once the ladder is complete.
+    assert [key for key in downloads if key.startswith("originals/")] == ["originals/20/clip.mp4"]
+    assert [path.name for path in (env.parent / "scratch").iterdir()] == [originals.CACHE_DIR]
+    assert OriginalsCache(None, env.parent / "scratch", 0).cached() == []
 
 
 def test_s3_down_during_a_job_is_retried_not_lost(env, catalog, redis, seaweedfs, monkeypatch, no_backoff):
