@@ -61,6 +61,7 @@ FIRST_PLAYABLE_SEGMENTS = 2
 # The rest of the ladder yields the cores to first rungs (its own video's and others'): what a viewer waits for.
 REST_NICENESS = 10
 AUDIO_TIMEOUT_FACTOR = 0.5
+PREFETCH_TIMEOUT_SECONDS = 600
 JOIN_TIMEOUT_FACTOR = 0.2
 
 
@@ -157,6 +158,8 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         catalog.video(video_id)
         try:
             source = original_key(storage, video_id, source_path)
+            if storage.local_path(source) is None:
+                enqueue_prefetch(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source)
             with originals(settings, storage).local_copy(source, scratch) as local:
                 media = probe.probe_source(local, probe.SourceLimits.from_settings(settings),
                                            ResourceLimits.from_settings(settings))
@@ -169,6 +172,26 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
                              [rung.name for rung in rungs])
         enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
                        settings.transcode_job_timeout_seconds, storage=storage)
+
+
+def prefetch_job_id(video_id: int) -> str:
+    return f"video-{video_id}-prefetch"
+
+
+def enqueue_prefetch(queue: Queue, video_id: int, source: str) -> Job:
+    """`prefetch_original` at the front of the queue: best effort (no retry, a failure reports nothing)."""
+    return queue.enqueue(prefetch_original, args=(video_id, source), job_id=prefetch_job_id(video_id), at_front=True,
+                         job_timeout=PREFETCH_TIMEOUT_SECONDS, on_stopped=Callback(remove_stopped_job_files))
+
+
+def prefetch_original(video_id: int, source_path: str) -> None:
+    """Download an original into this host's cache while `prepare_video` probes it on another host (only
+    bytes on a disk: nothing reads them before the probe has accepted them). The first rung then starts
+    at once on either host, instead of after a second download of the whole file."""
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch, \
+            originals(settings, storage).local_copy(source_path, scratch):
+        pass
 
 
 def rung_job_id(video_id: int, rung: str) -> str:
@@ -508,7 +531,7 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
     """Tell the catalog about a job that rq will not retry any more (the thumbnail only gets logged)."""
     video_id, reason = job.args[0], failure_reason(job, error)
     log.error("job failed for good", extra={"fields": {"job_id": job.id, "reason": reason}})
-    if job.func_name.endswith("make_thumbnail"):
+    if job.func_name.endswith(("make_thumbnail", "prefetch_original")):
         return
     try:
         _, catalog, _ = _context()

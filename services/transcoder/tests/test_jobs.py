@@ -421,6 +421,32 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
     assert OriginalsCache(None, env.parent / "scratch", 0).cached() == []
 
 
+def test_prepare_on_s3_has_another_host_prefetch_the_original_meanwhile(env, catalog, redis, seaweedfs, make_clip,
+                                                                      media, monkeypatch, tmp_path):
+    """While one host probes, an idle one downloads the original into its cache (a job at the front of the
+    queue): the first rung then starts at once wherever it runs. With local media there is nothing to fetch."""
+    storage = seaweedfs.storage()
+    storage.put_file("originals/22/clip.mp4", make_clip(media / "clip-22.mp4", 640, 360, 2))
+    for name, value in {"MEDIA_STORAGE": "s3", "S3_ENDPOINT_URL": seaweedfs.url, "S3_BUCKET": seaweedfs.bucket,
+                        "S3_ACCESS_KEY_ID": seaweedfs.service[0], "S3_SECRET_ACCESS_KEY": seaweedfs.service[1]}.items():
+        monkeypatch.setenv(name, value)
+    jobs.prepare_video(22, source_path="originals/22/clip.mp4")
+    queue = Queue(jobs.QUEUE, connection=redis)
+    assert queue.get_job_ids()[0] == "video-22-prefetch"
+    monkeypatch.setenv("TRANSCODER_SCRATCH_DIR", str(tmp_path / "other-host"))
+    queue.fetch_job("video-22-prefetch").perform()
+    cache = OriginalsCache(None, tmp_path / "other-host", 0)
+    assert [key for key, path in cache.cached()] == ["originals/22/clip.mp4"]
+    assert cache.entry("originals/22/clip.mp4").read_bytes() == (media / "clip-22.mp4").read_bytes()
+    storage.delete_prefix("originals/22/")
+
+
+def test_prepare_with_local_media_prefetches_nothing(env, catalog, redis, clip_360p):
+    jobs.prepare_video(23, source_path=key(upload(env, 23, clip_360p)))
+    assert "video-23-prefetch" not in Queue(jobs.QUEUE, connection=redis).get_job_ids()
+    assert catalog.posted(23, "probe")
+
+
 def test_s3_down_during_a_job_is_retried_not_lost(env, catalog, redis, seaweedfs, monkeypatch, no_backoff):
     """Wrong S3 credentials (or the server down): the job raises, rq retries it, the catalog is told only
     once no retry is left; nothing is reported as published."""
