@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -160,9 +161,12 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
             source = original_key(storage, video_id, source_path)
             if storage.local_path(source) is None:
                 enqueue_prefetch(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source)
+            started = time.monotonic()
             with originals(settings, storage).local_copy(source, scratch) as local:
+                fetched = time.monotonic()
                 media = probe.probe_source(local, probe.SourceLimits.from_settings(settings),
                                            ResourceLimits.from_settings(settings))
+                probed = time.monotonic()
         except probe.UnusableMedia as error:
             log.info("unusable upload", extra={"fields": {"video_id": video_id, "reason": str(error)}})
             catalog.report_failed(video_id, str(error))
@@ -172,6 +176,9 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
                              [rung.name for rung in rungs])
         enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
                        settings.transcode_job_timeout_seconds, storage=storage)
+        log.info("video prepared", extra={"fields": {
+            "video_id": video_id, "fetch_s": round(fetched - started, 3), "probe_s": round(probed - fetched, 3),
+            "report_and_enqueue_s": round(time.monotonic() - probed, 3)}})
 
 
 def prefetch_job_id(video_id: int) -> str:
