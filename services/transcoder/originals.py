@@ -162,13 +162,19 @@ class OriginalsCache:
         return len(keys)
 
     def expire(self, idle_seconds: float = IDLE_SECONDS) -> list[str]:
-        """Drop the originals no job has read for `idle_seconds` (ladders finished on other hosts)."""
+        """Drop the originals no job has read for `idle_seconds` (ladders finished on other hosts), and
+        the lock files no job holds (of downloads that failed or were too large to keep)."""
         cutoff = time.time() - idle_seconds
         expired = []
         for key, path in self.cached():
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < cutoff and self.evict(key, wait=False):
                     expired.append(key)
+        locks = self.root / LOCKS_DIR
+        for path in locks.iterdir() if locks.is_dir() else ():
+            with locked(path, blocking=False) as held:
+                if held:
+                    path.unlink(missing_ok=True)
         return expired
 
 

@@ -106,6 +106,8 @@ def test_an_original_larger_than_the_cache_is_read_but_not_kept(s3, tmp_path):
     cache = OriginalsCache(s3, tmp_path, MIB)
     assert read_in_job(cache, key, tmp_path) == data
     assert cache.cached() == []
+    cache.expire()  # its lock file goes too
+    assert list((tmp_path / "cache" / ".locks").iterdir()) == []
 
 
 def test_deleting_the_video_or_idleness_drops_its_originals(s3, tmp_path):
