@@ -144,11 +144,17 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
                      "has_audio": True, "rungs": ["480p", "360p", "720p"]}
     queue = Queue(jobs.QUEUE, connection=redis)
     chunk_jobs = [f"video-5-{rung}-chunk-{index}" for index in range(3) for rung in ("360p", "720p")]
-    expected = ["video-5-480p", "video-5-thumbnail", *chunk_jobs, "video-5-audio-96k", "video-5-audio-128k"]
+    # The first rung: its first chunk progressive, its audio and its other chunks right after (ahead of
+    # the other rungs); the 128k audio serves 720p too.
+    expected = ["video-5-480p", "video-5-thumbnail", "video-5-audio-128k", "video-5-480p-chunk-1",
+                "video-5-480p-chunk-2", *chunk_jobs, "video-5-audio-96k"]
     assert queue.job_ids == expected
     first = queue.fetch_job("video-5-480p")
-    assert (first.args, first.kwargs["progressive"], first.retries_left) == ((5, "480p"), True, jobs.RETRIES)
-    assert first.timeout == int(120 + 4 * probe_source(original).duration)
+    assert (first.args, first.kwargs["progressive"], first.kwargs["head_seconds"], first.retries_left) == (
+        (5, "480p"), True, 4, jobs.RETRIES)
+    assert first.timeout == 120 + 4 * 4
+    assert queue.fetch_job("video-5-480p-chunk-2").kwargs["growing"] is True
+    assert queue.fetch_job("video-5-audio-128k").args == (5, 128, ["480p", "720p"])
     assert queue.fetch_job("video-5-720p-chunk-2").args == (5, "720p", 2, 8, None)
     join = queue.fetch_job("video-5-720p-join")
     assert join.get_status() == JobStatus.DEFERRED
@@ -159,11 +165,12 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
 
     run_queue(redis)
     renditions = [r for r in catalog.posted(5, "renditions") if not r["growing"]]
-    assert [(r["rung"], r["width"], r["height"]) for r in renditions] == [
-        ("480p", 854, 480), ("360p", 640, 360), ("720p", 1280, 720)]
+    assert renditions[0]["rung"] == "480p"  # the first rung complete first: its chunks go before the others
+    assert sorted((r["rung"], r["width"], r["height"]) for r in renditions) == [
+        ("360p", 640, 360), ("480p", 854, 480), ("720p", 1280, 720)]
     assert all(r["bandwidth"] > 100_000 for r in renditions)
     assert catalog.posted(5, "thumbnail") == [{"path": "hls/5/thumbnail.jpg"}]
-    for rung in ("360p", "720p"):  # chunk by chunk, never backwards
+    for rung in ("480p", "360p", "720p"):  # chunk by chunk, never backwards
         percents = [body["percent"] for body in catalog.posted(5, "progress") if body["rung"] == rung]
         assert percents == sorted(percents) and percents[-1] == 100, percents
 
