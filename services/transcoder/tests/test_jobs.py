@@ -4,6 +4,7 @@ The stand-in only records what the transcoder sends (the catalog's own tests cov
 Redis: TRANSCODER_TEST_REDIS_URL, default db 14 of the local server, flushed by these tests.
 """
 import json
+import subprocess
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,6 +185,24 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
                  for rung in ("360p", "480p", "720p")}
     assert durations["360p"] == durations["480p"] == durations["720p"], durations
     assert list((env.parent / "scratch").iterdir()) == []
+    # The first rung: its first chunk and the two appended after it, one continuous timeline: a frame
+    # every 40 ms, an audio packet every 1024 samples across the chunk boundaries at 4 s and 8 s.
+    video_times, audio_times = packet_times(video / "480p" / "index.m3u8")
+    assert steps(video_times) == {0.04} and len(video_times) == 250
+    assert steps(audio_times) == {0.0232} and audio_times[-1] - audio_times[0] == pytest.approx(10, abs=0.05)
+
+
+def packet_times(playlist: Path) -> tuple[list[float], list[float]]:
+    """Presentation times of the video and of the audio packets of an HLS playlist, each sorted."""
+    result = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time",
+                             "-of", "csv=p=0", str(playlist)], capture_output=True, text=True, check=True)
+    rows = [line.split(",") for line in result.stdout.split() if line]
+    return (sorted(float(time) for kind, time, *_ in rows if kind == "video"),
+            sorted(float(time) for kind, time, *_ in rows if kind == "audio"))
+
+
+def steps(times: list[float]) -> set[float]:
+    return {round(later - earlier, 4) for earlier, later in zip(times, times[1:])}
 
 
 def test_a_repeated_chunk_is_not_encoded_again(env, catalog, make_clip, media, monkeypatch):
@@ -332,9 +351,11 @@ def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, mon
     enqueued = jobs.enqueue_ladder(queue, 15, "originals/15/clip.mp4", declared_ten_hours,
                                    [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"], BY_NAME["1080p"]])
     timeouts = {job.id: job.timeout for job in enqueued}
-    assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (900, 180)
+    # The first rung's job encodes its first chunk only; its other chunks also append (a stream copy each).
+    assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (120 + 4 * 60, 180)
+    assert timeouts["video-15-480p-chunk-1"] == 900 and timeouts["video-15-audio-128k"] == 900
     assert timeouts["video-15-1080p-chunk-0"] == 120 + 10 * 60 and timeouts["video-15-audio-96k"] == 900
-    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + 600 * 3 + 3 + 3
+    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 600 * 3 + 2 + 3
     assert all(job.kwargs["demuxer"] == "mov" for job in enqueued if "join" not in job.id)
 
 
