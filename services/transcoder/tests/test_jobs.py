@@ -205,6 +205,35 @@ def steps(times: list[float]) -> set[float]:
     return {round(later - earlier, 4) for earlier, later in zip(times, times[1:])}
 
 
+def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_order(env, catalog, make_clip, media,
+                                                                                    monkeypatch):
+    """Any order on any worker: the last chunk, then the audio, then chunk 1 are stored before the first
+    chunk is encoded; nothing is appended until the first chunk is in, then all of them, in order, by the
+    job that completed the sequence, and the playlist ends."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 19, make_clip(media / "clip-19.mp4", 854, 480, 10))
+    source = probe_source(original)
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=True, demuxer=source.demuxer)
+    publish.mark_chunks_pending(jobs.storage_from_settings(jobs.Settings.from_env()), 19, ["480p"])
+    jobs.transcode_chunk(19, "480p", 2, 8, None, **arguments, growing=True)
+    jobs.encode_audio(19, 128, ["480p"], source_path=key(original), source_height=480, demuxer=source.demuxer,
+                      growing="480p", duration=source.duration)
+    jobs.transcode_chunk(19, "480p", 1, 4, 4, **arguments, growing=True)
+    playlist = env / "hls" / "19" / "480p" / "index.m3u8"
+    assert not playlist.exists() and catalog.posted(19, "progress") == []
+    jobs.transcode_rung(19, "480p", **arguments, progressive=True, head_seconds=4)
+    text = playlist.read_text()
+    assert text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert [uri for _, uri in publish.playlist_segments(text)] == [f"segment_{n:03d}.ts" for n in range(3)]
+    video_times, audio_times = packet_times(playlist)
+    assert steps(video_times) == {0.04} and steps(audio_times) == {0.0232}
+    assert [r["growing"] for r in catalog.posted(19, "renditions")] == [True, False]
+    percents = [body["percent"] for body in catalog.posted(19, "progress")]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert not (env / "hls" / "19" / ".chunks").exists()
+
+
 def test_a_repeated_chunk_is_not_encoded_again(env, catalog, make_clip, media, monkeypatch):
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
     original = upload(env, 18, make_clip(media / "clip-18.mp4", 854, 480, 6))
