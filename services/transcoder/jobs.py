@@ -269,11 +269,11 @@ def enqueue_chunk_jobs(queue: Queue, video_id: int, media: probe.SourceMedia, re
     """Chunk x rung jobs, chunk by chunk (so every rung advances). `growing`: chunks of the first rung,
     each appended to its playlist once the chunks before it are in (which takes little: a stream copy)."""
     jobs = []
+    extra = {"growing": True} if growing else {}
+    appending = JOIN_TIMEOUT_FACTOR * media.duration if growing else 0
     for index, (start, seconds) in enumerate(chunks, start=first_index):
         length = seconds if seconds is not None else media.duration - start
         for rendition in renditions:
-            extra = {"growing": True} if growing else {}
-            appending = JOIN_TIMEOUT_FACTOR * media.duration if growing else 0
             jobs.append(_enqueue_once(
                 queue, chunk_job_id(video_id, rendition.name, index), transcode_chunk,
                 args=(video_id, rendition.name, index, start, seconds), kwargs=source_kwargs | extra,
@@ -343,7 +343,8 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
         published = publish.is_published(storage, video_id, rung)
-        head_done = head_seconds is not None and (published or publish.growing_state(storage, video_id, rung).chunks)
+        head_done = head_seconds is not None and not published and \
+            publish.growing_state(storage, video_id, rung).chunks > 0
         if not published and not head_done:
             rendition = ladder.rendition_for(rung, source_height)
             length = head_seconds if head_seconds is not None else duration
