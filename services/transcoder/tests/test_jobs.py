@@ -234,6 +234,21 @@ def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_o
     assert not (env / "hls" / "19" / ".chunks").exists()
 
 
+def test_a_silent_first_rung_is_appended_chunk_by_chunk_too(env, catalog, make_clip, media, monkeypatch):
+    """No audio: the shift comes from the first frame; the frames continue across the boundary at 4 s."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 22, make_clip(media / "clip-22.mp4", 854, 480, 8, audio=False))
+    source = probe_source(original)
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=False, demuxer=source.demuxer)
+    jobs.transcode_rung(22, "480p", **arguments, progressive=True, head_seconds=4)
+    jobs.transcode_chunk(22, "480p", 1, 4, None, **arguments, growing=True)
+    playlist = env / "hls" / "22" / "480p" / "index.m3u8"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    video_times, audio_times = packet_times(playlist)
+    assert steps(video_times) == {0.04} and len(video_times) == 200 and audio_times == []
+
+
 def test_a_repeated_chunk_is_not_encoded_again(env, catalog, make_clip, media, monkeypatch):
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
     original = upload(env, 18, make_clip(media / "clip-18.mp4", 854, 480, 6))
