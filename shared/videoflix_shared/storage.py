@@ -28,7 +28,9 @@ from typing import BinaryIO, Iterator
 
 from .config import Settings
 
-PART_BYTES = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB (all parts but the last)
+# S3's multipart minimum (all parts but the last): what an upload holds in memory. With S3's 10,000
+# parts at most, one object can reach 48 GiB (MAX_UPLOAD_BYTES stays far below).
+PART_BYTES = 5 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
 PLAYLIST_SUFFIX = ".m3u8"
 TMP_PREFIX = ".tmp-"
@@ -65,7 +67,7 @@ class Storage(ABC):
     def put_file(self, key: str, path: Path) -> None: ...
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         """`cache_control`: stored with an S3 object (the gateway passes `no-cache` on to players: a
         growing playlist); on local disk the streamer decides from the file."""
 
@@ -204,7 +206,7 @@ class LocalStorage(Storage):
         with open(path, "rb") as source:
             self.put_stream(key, source)
 
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         writer = self.writer(key)
         writer.write(data)
         writer.commit()
@@ -331,11 +333,13 @@ def _missing(error) -> bool:
 
 
 class S3Writer(Writer):
-    """A multipart upload fed by `write()`: each full part is sent at once, so at most one part is held."""
+    """A multipart upload fed by `write()`: the bytes gather in one part-sized buffer that is sent as it
+    is whenever it is full (never a copy of it), so an upload in flight holds one part."""
 
     def __init__(self, storage: "S3Storage", key: str, part_bytes: int = PART_BYTES):
         self.storage, self.key, self.part_bytes = storage, key, part_bytes
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # part_bytes long from the first write on; `filled` of them are data
+        self.filled = 0
         self.parts: list[dict] = []
         self.upload_id: str | None = None
 
@@ -344,14 +348,22 @@ class S3Writer(Writer):
         return self.storage.client
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
+        if not self.buffer:
+            self.buffer = bytearray(self.part_bytes)  # calloc: pages count once written
+        view = memoryview(data)
+        while len(view):
+            taken = view[:self.part_bytes - self.filled]
+            self.buffer[self.filled:self.filled + len(taken)] = taken  # same length: in place
+            self.filled += len(taken)
+            view = view[len(taken):]
+            if self.filled == self.part_bytes:
+                self._send(self.buffer)
+                self.filled = 0
         self.size += len(data)
-        while len(self.buffer) >= self.part_bytes:
-            self._send(bytes(self.buffer[:self.part_bytes]))
-            del self.buffer[:self.part_bytes]
         return len(data)
 
-    def _send(self, part: bytes) -> None:
+    def _send(self, part: bytearray) -> None:
+        """botocore sends a bytearray body as it is (a bytes body would be copied behind the headers)."""
         with _unavailable(f"uploading {self.key}"):
             if self.upload_id is None:
                 self.upload_id = self.client.create_multipart_upload(
@@ -362,18 +374,19 @@ class S3Writer(Writer):
             self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def commit(self) -> None:
+        del self.buffer[self.filled:]  # the last part: what was written of it
         if self.upload_id is None:  # smaller than one part: one PUT
-            self.storage.put_bytes(self.key, bytes(self.buffer))
+            self.storage.put_bytes(self.key, self.buffer)
         else:
             if self.buffer:
-                self._send(bytes(self.buffer))
+                self._send(self.buffer)
             with _unavailable(f"uploading {self.key}"):
                 self.client.complete_multipart_upload(Bucket=self.storage.bucket, Key=self.key,
                                                       UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
-        self.buffer = bytearray()
+        self.buffer, self.filled = bytearray(), 0
 
     def abort(self) -> None:
-        self.buffer = bytearray()
+        self.buffer, self.filled = bytearray(), 0
         if self.upload_id is not None:
             with contextlib.suppress(*_s3_errors()):
                 self.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id)
@@ -409,7 +422,7 @@ class S3Storage(Storage):
             self.client.upload_file(str(path), self.bucket, key, Config=self.transfer,
                                     ExtraArgs={"ContentType": content_type(key)})
 
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         extra = {"CacheControl": cache_control} if cache_control else {}
         with _unavailable(f"uploading {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key), **extra)

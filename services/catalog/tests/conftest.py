@@ -13,7 +13,7 @@ import jwt
 import psycopg2
 import pytest
 import sqlalchemy as sa
-from flask_migrate import upgrade
+from flask_migrate import Migrate, upgrade
 from redis import Redis
 from videoflix_shared import Settings
 from videoflix_shared.keys import generate
@@ -60,7 +60,9 @@ def settings(tmp_path_factory, keys_dir) -> Settings:
 def make_app(settings):
     """Apps share the database migrated once; `overrides` replace settings (Redis URL, limits)."""
     recreate_database()
-    with create_app({"TESTING": True, "SETTINGS": settings}).app_context():
+    migrated = create_app({"TESTING": True, "SETTINGS": settings})
+    Migrate(migrated, db, directory=MIGRATIONS_DIR)  # create_app sets it up for `flask db` only
+    with migrated.app_context():
         upgrade(directory=MIGRATIONS_DIR)
         db.engine.dispose()
 
