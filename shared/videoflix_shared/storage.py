@@ -1,7 +1,7 @@
 """Where media lives: one interface, two backends (docs/storage.md).
 
 Keys are relative paths: `originals/<id>/<name>`, `hls/<id>/<rung>/index.m3u8` and `segment_NNN.ts`,
-`hls/<id>/master.m3u8`, `hls/<id>/thumbnail.jpg`, `uploads/<random>.part` (uploads in flight).
+`hls/<id>/master.m3u8`, `hls/<id>/thumbnail.jpg`. An upload streams straight to its original's key.
 
 - `LocalStorage`: files under MEDIA_DIR (`MEDIA_STORAGE=local`); every write lands aside and is renamed
   into place, so a reader sees a whole file or none.
@@ -20,7 +20,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +91,6 @@ class Storage(ABC):
         """Store a local file as `key` and remove the local file (a rename on the same disk)."""
 
     @abstractmethod
-    def rename(self, source: str, target: str) -> None: ...
-
-    @abstractmethod
     def download(self, key: str, path: Path) -> None: ...
 
     @contextlib.contextmanager
@@ -140,13 +136,10 @@ class Storage(ABC):
         (`hls/<id>/<rung>`) so that its playlist appears only after every segment; False when a
         playlist is already published there (nothing is changed then)."""
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Delete objects under `prefix` older than this (uploads whose request died)."""
-        cutoff = time.time() - older_than_seconds
-        stale = [item.key for item in self.list(prefix) if item.modified < cutoff]
-        for key in stale:
-            self.delete(key)
-        return len(stale)
+    @abstractmethod
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """Drop the writes under `prefix` that were neither committed nor aborted (their process died)
+        and received nothing for this long; returns how many. Complete objects are never touched."""
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (nothing to do on local disk)."""
@@ -169,7 +162,10 @@ class Writer(ABC):
 
 
 class LocalWriter(Writer):
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, root: Path):
+        # The folders under `root` this write creates (deepest first), removed again if it is aborted.
+        self.created = [folder for folder in [target.parent, *target.parent.parents]
+                        if folder.is_relative_to(root) and folder != root and not folder.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         self.target = target
         descriptor, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent)
@@ -186,8 +182,14 @@ class LocalWriter(Writer):
         os.replace(self.partial, self.target)
 
     def abort(self) -> None:
+        """Drop the partial file, and the folders this write made unless something else is in them."""
         self.file.close()
         self.partial.unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 class LocalStorage(Storage):
@@ -212,7 +214,7 @@ class LocalStorage(Storage):
         writer.commit()
 
     def writer(self, key: str) -> Writer:
-        return LocalWriter(self.path(key))
+        return LocalWriter(self.path(key), self.root)
 
     def move_in(self, path: Path, key: str) -> None:
         target = self.path(key)
@@ -224,9 +226,6 @@ class LocalStorage(Storage):
                 raise
             self.put_file(key, path)
             Path(path).unlink()
-
-    def rename(self, source: str, target: str) -> None:
-        self.move_in(self.path(source), target)
 
     def download(self, key: str, path: Path) -> None:
         shutil.copyfile(self.path(key), path)
@@ -265,14 +264,16 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Old files under `prefix`, the hidden partial ones of writes that died included."""
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """The hidden partial files of dead writers (and the folder a dead upload made, left empty)."""
         base = self.path(prefix.rstrip("/"))
         cutoff = time.time() - older_than_seconds
-        stale = [path for path in base.rglob("*") if path.is_file() and path.stat().st_mtime < cutoff] \
+        stale = [path for path in base.rglob(f"{TMP_PREFIX}*") if path.is_file() and path.stat().st_mtime < cutoff] \
             if base.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # still holds other files
+                path.parent.rmdir()
         return len(stale)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -434,12 +435,6 @@ class S3Storage(Storage):
         self.put_file(key, path)
         Path(path).unlink()
 
-    def rename(self, source: str, target: str) -> None:
-        with _unavailable(f"moving {source}"):
-            self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target, Config=self.transfer,
-                             ExtraArgs={"ContentType": content_type(target), "MetadataDirective": "REPLACE"})
-        self.delete(source)
-
     def download(self, key: str, path: Path) -> None:
         partial = Path(path).with_name(f"{TMP_PREFIX}{Path(path).name}")
         try:
@@ -505,17 +500,23 @@ class S3Storage(Storage):
             self.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
         return True
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Old objects under `prefix`, and multipart uploads under it that were never completed."""
-        removed = super().remove_stale(prefix, older_than_seconds)
-        cutoff = time.time() - older_than_seconds
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """Multipart uploads under `prefix` never completed nor aborted, whose newest part (or start, with
+        no part yet) is older than this: a live upload sends a part every few seconds."""
+        cutoff, removed = time.time() - older_than_seconds, 0
         with _unavailable(f"listing uploads under {prefix}"):
-            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-            for upload in answer.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
-                    removed += 1
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                    Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= cutoff:
+                        continue
+                    pages = self.client.get_paginator("list_parts").paginate(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    parts = [part for answer in pages for part in answer.get("Parts", [])]
+                    if max((part["LastModified"].timestamp() for part in parts), default=0) < cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                        removed += 1
         return removed
 
     def ensure_bucket(self) -> None:
@@ -554,8 +555,3 @@ def seaweedfs_command(weed: str, directory: Path, s3_port: int, identities: Path
             *(f"-{flag}={s3_port + offset}" for flag, offset in ports.items()),
             "-filer", "-s3", f"-s3.port={s3_port}", f"-s3.config={identities}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=1024", "-volume.max=0"]
-
-
-def new_upload_key() -> str:
-    """Where an upload in flight is written until its video row exists."""
-    return f"uploads/{uuid.uuid4().hex}.part"
