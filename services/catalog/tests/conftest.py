@@ -177,16 +177,6 @@ def make_video(app):
     return create
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    """A real S3 server (SeaweedFS) for the session."""
-    from shared.tests.seaweedfs import start_seaweedfs
-
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
-
-
 def media_tree(settings) -> list[str]:
     """Every file and folder under MEDIA_DIR (relative paths): what an upload left on the disk."""
     return sorted(path.relative_to(settings.media_dir).as_posix() for path in settings.media_dir.rglob("*"))
