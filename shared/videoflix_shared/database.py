@@ -44,6 +44,8 @@ def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
     app inside a click context; gunicorn has none (tests that migrate call Migrate themselves)."""
     if click.get_current_context(silent=True) is None:
         return
+    # Imported after the service's logging is set up: alembic's plugin registry would log every plugin.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from flask_migrate import Migrate
 
     Migrate(app, db, directory=directory)
