@@ -30,6 +30,8 @@ from .config import Settings
 # S3's multipart minimum (all parts but the last): what an upload holds in memory. With S3's 10,000
 # parts at most, one object can reach 48 GiB (MAX_UPLOAD_BYTES stays far below).
 PART_BYTES = 5 * 1024 * 1024
+# boto3's file transfers (the transcoders' downloads and uploads): fewer, larger requests, a few at a time.
+TRANSFER_CHUNK_BYTES = 8 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
 PLAYLIST_SUFFIX = ".m3u8"
 TMP_PREFIX = ".tmp-"
@@ -414,9 +416,9 @@ class S3Storage(Storage):
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"),
         )
-        # Files go up in PART_BYTES parts, a few at a time: memory stays at a few parts.
-        self.transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                       max_concurrency=4)
+        # Files go up and down in TRANSFER_CHUNK_BYTES pieces, a few at a time: memory stays at a few pieces.
+        self.transfer = TransferConfig(multipart_threshold=TRANSFER_CHUNK_BYTES,
+                                       multipart_chunksize=TRANSFER_CHUNK_BYTES, max_concurrency=4)
 
     def put_file(self, key: str, path: Path) -> None:
         with _unavailable(f"uploading {key}"):
