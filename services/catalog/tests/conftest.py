@@ -20,6 +20,7 @@ from videoflix_shared.keys import generate
 
 from services.catalog.app import MIGRATIONS_DIR, create_app
 from services.catalog.models import db
+from shared.tests.seaweedfs import seaweedfs  # noqa: F401 - the session's S3 server
 
 PG = os.environ.get("UNIT_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 # Per TEST_SLOT, like the test stacks: two checkouts running their unit tests at once do not share it.
