@@ -2,6 +2,7 @@
 
     python -m bench.run                  # all, in this order: transcode segments s3-segments jwt upload catalog
                                          # search s3-pipeline (last: it replaces the stack by one on S3)
+    python -m bench.run s3-upload        # s3-pipeline's 1 GiB upload alone (not in the default run)
     python -m bench.run segments jwt     # only these
 
 The stack runs on TEST_SLOT (default 7: gateway on port 27000), from a fresh state, and is stopped at
@@ -25,6 +26,12 @@ def s3_pipeline(context) -> dict:
     return s3_pipeline.run(context)
 
 
+def s3_upload(context) -> dict:
+    from . import s3_pipeline
+
+    return s3_pipeline.run_upload(context)
+
+
 BENCHMARKS = {
     "transcode": transcode.run,
     "segments": segments.run,
@@ -34,7 +41,9 @@ BENCHMARKS = {
     "catalog": catalog_list.run,
     "search": catalog_search.run,
     "s3-pipeline": s3_pipeline,
+    "s3-upload": s3_upload,
 }
+DEFAULT = [name for name in BENCHMARKS if name != "s3-upload"]  # s3-pipeline makes that upload too
 DEFAULT_SLOT = 7
 PRODUCTION_UPLOAD_LIMIT = 2 * 1024**3
 
@@ -66,7 +75,7 @@ class Context:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="name", help=f"any of: {', '.join(BENCHMARKS)} (default: all)")
-    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    names = parser.parse_args(argv).names or DEFAULT
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")

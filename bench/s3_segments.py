@@ -4,7 +4,7 @@ segment, 16 and 64 connections (wrk), the same token and visibility checks on ev
 (l)  the stack's gateway, local disk: JWT + visibility check (cached), nginx sends the file
 (h)  the same gateway config rendered with MEDIA_STORAGE=s3, the segment in its local cache (a hit)
 (m)  the same, its media cache taken out of the segment route: every request a signed GET to S3 (a miss)
-The bucket is a SeaweedFS of the benchmark's own on loopback (gateway/tests/seaweedfs.py), read with a
+The bucket is a SeaweedFS of the benchmark's own on loopback (shared/tests/seaweedfs.py), read with a
 read-only key; the checks run against the stack's own auth and catalog, as for (l).
 Target: (h) at least 75% of (l).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import requests
 
-from gateway.tests.seaweedfs import SeaweedFS
+from shared.tests.seaweedfs import SeaweedFS
 
 from .measure import WRK_COLUMNS, no_errors_check, print_checks, print_table, ratio, save, wrk_rounds
 from .servers import derived_gateway, segments_uncached

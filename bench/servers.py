@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.tests.seaweedfs import free_ports
+from shared.tests.seaweedfs import free_port_range
 
 from .harness import ROOT, STACK, Stack, port_open, wait_until
 
@@ -94,7 +94,7 @@ def derived_gateway(stack: Stack, name: str, port: int, change: Callable[[str], 
     directory.mkdir(parents=True, exist_ok=True)
     # Its own stub_status listener too: the stack's gateway holds the configured one.
     environment = {**stack.env, **(environment or {}), "GATEWAY_PORT": str(port),
-                   "GATEWAY_STATUS_PORT": str(free_ports(1)[0])}
+                   "GATEWAY_STATUS_PORT": str(free_port_range(1))}
     subprocess.run([str(ROOT / "gateway" / "render.sh"), str(directory)], cwd=ROOT, check=True, env=environment)
     if change:
         config = directory / "nginx.conf"

@@ -7,8 +7,9 @@
   audio once, joins) with 1 and with 2 transcoder workers, against one ffmpeg process with a split filter
   graph writing every rung (services/transcoder/ffmpeg.py `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
-  20-minute source's job graph (first rung, thumbnail, 20 chunks per rung, audio, joins), scheduled in
-  enqueue order on N workers (each job to the first free worker, joins once their chunks are done).
+  20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's audio and its
+  19 other chunks, 20 chunks per other rung, audio, joins), scheduled in enqueue order on N workers (each
+  job to the first free worker, joins once their chunks are done).
 """
 from __future__ import annotations
 
@@ -133,24 +134,31 @@ def run_pipeline(context, source: Path, workers: int) -> dict:
 def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measured_seconds: float,
               seconds: float) -> list[tuple[str, float, list[str]]]:
     """(job, seconds, needs) in enqueue order for a source of `seconds`, from a run on `measured_seconds`:
-    whole-source jobs scale with the duration, chunk jobs take their rung's mean full-chunk time."""
+    the first rung's first chunk (progressive) as measured, the whole-source audio jobs scaled with the
+    duration, every other chunk job (the first rung's, which also append, and the other rungs') at its
+    rung's mean full-chunk time, each join after its rung's chunks and audio."""
     scale = seconds / measured_seconds
     prefix = f"video-{video_id}-"
-    first, rest = rungs[0], rungs[1:]
-    graph = [("first rung", measured[f"{prefix}{first}"] * scale, []),
+    first = rungs[0]
+    graph = [("first rung chunk 0", measured[f"{prefix}{first}"], []),
              ("thumbnail", measured.get(f"{prefix}thumbnail", 0.0), [])]
     count = len(ladder.chunks(seconds))
     chunk_time = {}
-    for rung in rest:
+    for rung in rungs:
         full = [measured[f"{prefix}{rung}-chunk-{index}"] for index, (_, length) in
-                enumerate(ladder.chunks(measured_seconds)) if length is not None]
+                enumerate(ladder.chunks(measured_seconds)) if length is not None
+                and f"{prefix}{rung}-chunk-{index}" in measured]  # the first rung has no job for chunk 0
         chunk_time[rung] = sum(full) / len(full)
+    audio = {key.removeprefix(prefix): value * scale for key, value in measured.items()
+             if key.startswith(f"{prefix}audio-")}
+    first_audio = [name for name in audio if name == f"audio-{ladder.BY_NAME[first].audio_kbps}k"]
+    graph += [(name, audio[name], []) for name in first_audio]
+    graph += [(f"{first} chunk {index}", chunk_time[first], []) for index in range(1, count)]
     for index in range(count):
-        graph += [(f"{rung} chunk {index}", chunk_time[rung], []) for rung in rest]
-    audio = {key: value for key, value in measured.items() if key.startswith(f"{prefix}audio-")}
-    graph += [(key.removeprefix(prefix), value * scale, []) for key, value in audio.items()]
-    for rung in rest:
-        needs = [f"{rung} chunk {index}" for index in range(count)] + [key.removeprefix(prefix) for key in audio]
+        graph += [(f"{rung} chunk {index}", chunk_time[rung], []) for rung in rungs[1:]]
+    graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
+    for rung in rungs[1:]:
+        needs = [f"{rung} chunk {index}" for index in range(count)] + list(audio)
         graph.append((f"{rung} join", measured[f"{prefix}{rung}-join"] * scale, needs))
     return graph
 
@@ -193,7 +201,7 @@ def run(context) -> dict:
     single = makespan(graph, 1)
     projection = {nodes: {"makespan_s": makespan(graph, nodes), "speedup": single / makespan(graph, nodes)}
                   for nodes in NODES}
-    critical = max(duration for name, duration, _ in graph if name == "first rung")
+    longest = max(graph, key=lambda job: job[1])
     context.remember_video(two["video_id"], two["rungs"])
 
     print_table("First play: upload's 201 -> playable (progressive first rung), 1080p with audio",
@@ -217,7 +225,7 @@ def run(context) -> dict:
         "met": two["cpu_s"] <= 1.1 * split["cpu_s"], "detail": f"{two['cpu_s']:.0f} s vs {split['cpu_s']:.0f} s"}
     checks["projected speed-up at least 0.8 N at N=16"] = {
         "met": projection[16]["speedup"] >= 0.8 * 16,
-        "detail": f"{projection[16]['speedup']:.1f}; the unchunked first rung alone takes {critical:.0f} s"}
+        "detail": f"{projection[16]['speedup']:.1f}; the longest job ({longest[0]}) takes {longest[1]:.0f} s"}
     print_checks(checks)
     ratios = {"pipeline 2w: ladder / split": ratio(two["ladder_s"], split["ladder_s"]),
               "pipeline 1w: ladder / split": ratio(pipelines[1]["ladder_s"], split["ladder_s"]),

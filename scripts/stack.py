@@ -201,6 +201,12 @@ def metrics_dir(env: dict[str, str], name: str) -> str:
     return str(Path(env["VAR_DIR"]) / "metrics" / name)
 
 
+def catalog_gunicorn(env: dict[str, str]) -> dict[str, str]:
+    """The public catalog's gunicorn: its own processes and threads (CATALOG_GUNICORN_*, .env.template)."""
+    return {"GUNICORN_WORKERS": env.get("CATALOG_GUNICORN_WORKERS") or "1",
+            "GUNICORN_THREADS": env.get("CATALOG_GUNICORN_THREADS") or "8"}
+
+
 def processes(env: dict[str, str]) -> list[Process]:
     """Every program of the local stack: the one place one is defined (supervisord.conf is rendered
     from this list)."""
@@ -224,7 +230,8 @@ def processes(env: dict[str, str]) -> list[Process]:
         listed.append(Process(
             name, f"{gunicorn} 'services.{name}.app:create_app()'",
             f"services/{name}/app.py", f"http://127.0.0.1:{port}/healthz",
-            {"PORT": port, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, name), **({} if name == "auth" else public)},
+            {"PORT": port, "PROMETHEUS_MULTIPROC_DIR": metrics_dir(env, name), **({} if name == "auth" else public),
+             **(catalog_gunicorn(env) if name == "catalog" else {})},
         ))
     # The same catalog app for the transcoder's /internal/ reports, in its own process: slow or
     # numerous public requests cannot take the threads the transcoders need.

@@ -1,7 +1,8 @@
 """A source longer than one chunk (60 s): the rest of its ladder is encoded as chunk x rung jobs by both
-workers of the test stack and joined without re-encoding. ffprobe checks what players get through the
-gateway: timestamps continuous across the chunk joins (video and audio: no gap, no overlap), and the
-keyframes of every rung, the progressive first rung included, on the same instants.
+workers of the test stack and joined without re-encoding; the progressive first rung grows from its first
+chunk, the others appended to its playlist in order as they come in. ffprobe checks what players get
+through the gateway: timestamps continuous across the chunk boundaries of every rung, the first one's
+included (video and audio: no gap, no overlap), and the keyframes of every rung on the same instants.
 """
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def packets(playlist: Path) -> dict[str, list[tuple[float, bool]]]:
     return {kind: sorted(values) for kind, values in found.items()}
 
 
+def audio_hashes(playlist: Path) -> list[str]:
+    """MD5 of every audio packet's bytes, in order."""
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_data_hash", "MD5",
+                             "-show_entries", "packet=data_hash", "-of", "csv=p=0", str(playlist)],
+                            capture_output=True, text=True, check=True)
+    return [line.strip(",") for line in result.stdout.split() if line.strip(",")]
+
+
 def steps(times: list[float]) -> set[float]:
     return {round(later - earlier, 4) for earlier, later in zip(times, times[1:])}
 
@@ -78,14 +87,18 @@ def test_chunked_ladder_is_continuous_and_its_rungs_switch_on_the_same_frames(lo
     assert [rendition["rung"] for rendition in detail["renditions"]] == list(RUNGS)
     assert detail["progress"] == 100
 
-    # The rest of the ladder really was cut into chunks, joined per rung, by the stack's workers.
+    # The rest of the ladder really was cut into chunks, joined per rung, by the stack's workers; the
+    # first rung's chunks after its first were appended to its playlist.
     logs = "".join(path.read_text(errors="replace") for path in (Path(STACK_ENV["VAR_DIR"]) / "log").glob("transcoder-*.log"))
     for rung in ("360p", "720p"):
         assert f"video-{video['id']}-{rung}-chunk-2" in logs and f"video-{video['id']}-{rung}-join" in logs
+    assert f"video-{video['id']}-480p-chunk-2" in logs and f"video-{video['id']}-480p-chunk-0" not in logs
+    assert logs.count("chunk appended") >= 2
 
-    frames, keyframes, durations = {}, {}, {}
+    frames, keyframes, durations, audio_packets = {}, {}, {}, {}
     for rung in RUNGS:
         playlist = download_rung(client, video["id"], rung, tmp_path)
+        audio_packets[rung] = audio_hashes(playlist)
         durations[rung] = [duration for duration, _ in segment_list(playlist.read_text())]
         found = packets(playlist)
         start = found["video"][0][0]
@@ -95,15 +108,20 @@ def test_chunked_ladder_is_continuous_and_its_rungs_switch_on_the_same_frames(lo
         # One frame after the other, across the joins too: no gap, no repeated frame.
         assert steps(frames[rung]) == {FRAME}, (rung, steps(frames[rung]))
         audio_times = [pts for pts, _ in found["audio"]]
-        # One AAC encoder for the whole source: 1024 samples at 44.1 kHz after each other, no gap at a join.
+        # One AAC encoder for the whole source: 1024 samples at 44.1 kHz after each other, no gap at a join
+        # (in the first rung: its first chunk's own packets up to 60 s, then the whole-source audio's).
         assert steps(audio_times) == {0.0232}, (rung, steps(audio_times))
+
         assert audio_times[-1] - audio_times[0] == pytest.approx(SOURCE_SECONDS, abs=0.1)
-    # Every frame of the whole-source first rung, at the same time, in the chunked rungs: none lost or
-    # repeated at the joins at 60 s and 120 s.
+    # Every frame at the same time in every rung: none lost or repeated at the chunk boundaries at 60 s
+    # and 120 s, in the joined rungs and in the first rung appended chunk by chunk.
     assert frames["360p"] == frames["480p"] == frames["720p"]
     # The same segments: cut on the same frames in every rung.
     assert durations["360p"] == durations["480p"] == durations["720p"]
     assert sum(durations["720p"]) == pytest.approx(SOURCE_SECONDS, abs=0.2)
+    # The first rung's audio (its first chunk's own encoder, then the whole-source audio's packets appended
+    # chunk by chunk) is, packet for packet, the one whole-source encode the joined 720p carries (both 128k).
+    assert audio_packets["480p"] == audio_packets["720p"] and len(audio_packets["480p"]) > SOURCE_SECONDS * 43
     # The same keyframes, every 2 s, in every rung.
     assert keyframes["360p"] == keyframes["480p"] == keyframes["720p"]
     assert sorted(keyframes["480p"]) == [2.0 * index for index in range(len(keyframes["480p"]))]

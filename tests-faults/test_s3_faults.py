@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from bench.harness import make_clip, register_and_login, upload, video, wait_for_ladder, wait_until
-from gateway.tests.seaweedfs import SeaweedFS
+from shared.tests.seaweedfs import SeaweedFS
 
 # The S3 pipeline (storage interface, catalog and transcoders on S3, the stack's SeaweedFS) lands with
 # the s3 branch; until it is merged these tests have nothing to run against.
@@ -138,7 +138,7 @@ def faulty_s3(s3_stack, tmp_path):
     s3_stack.stop("seaweedfs")
     weed_dir = s3_stack.var_dir / "seaweedfs"
     moved = SeaweedFS(tmp_path, data=weed_dir / "data", identities=weed_dir / "s3.json").start()
-    proxy = FaultyS3(int(s3_stack.env["S3_PORT"]), moved.ports["s3.port"])
+    proxy = FaultyS3(int(s3_stack.env["S3_PORT"]), moved.port)
     try:
         yield proxy
     finally:

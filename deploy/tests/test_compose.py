@@ -488,6 +488,9 @@ def test_transcoders_report_to_a_catalog_process_of_their_own(services):
     internal = services["catalog-internal"]
     assert internal["image"] == services["catalog"]["image"]
     assert environment(internal)["GUNICORN_WORKERS"] == "1"
+    public = environment(services["catalog"])  # its own settings, defaults as in .env.template
+    assert [interpolate(public[name], {}) for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS")] == [
+        env_template()["CATALOG_GUNICORN_WORKERS"], env_template()["CATALOG_GUNICORN_THREADS"]]
     assert environment(services["transcoder"])["CATALOG_URL"] == "http://catalog-internal:8000"
     assert "catalog-internal" in depends_on(services["transcoder"])
     gateway = environment(services["gateway"])

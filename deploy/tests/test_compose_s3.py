@@ -59,6 +59,9 @@ def test_every_media_user_is_in_s3_mode_on_the_bundled_seaweedfs(s3_mode):
     # The gateway gets its read-only pair, not the services' read-write one.
     assert s3_mode["gateway"]["environment"]["GATEWAY_S3_ACCESS_KEY_ID"] == "VFGATEWAY"
     assert "S3_SECRET_ACCESS_KEY" not in s3_mode["gateway"]["environment"]
+    # The overlay keeps the public catalog's own gunicorn (its memory during an upload into S3).
+    catalog = s3_mode["catalog"]["environment"]
+    assert (catalog["GUNICORN_WORKERS"], catalog["GUNICORN_THREADS"]) == ("1", "8")
 
 
 def test_seaweedfs_is_the_official_image_unpublished_on_both_networks(s3_mode):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from gateway.tests.seaweedfs import BUCKET, SeaweedFS
+from shared.tests.seaweedfs import BUCKET, SeaweedFS
 from gateway.tests.test_gateway_config import RENDER, Gateway, nginx_test, render, workdir  # noqa: F401 (a fixture)
 
 SEGMENT = bytes(range(256)) * 4096  # 1 MiB, every byte position distinct modulo 256
@@ -65,7 +65,7 @@ def test_s3_mode_renders_a_valid_config_without_the_local_media_routes(workdir, 
     assert nginx_test(workdir / "gateway").returncode == 0
     assert "location /_media/" not in config and "/_media_denied" in config
     assert not re.findall(r"\$\{[A-Z_]+\}|^#</?(s3|local)>$", config, re.MULTILINE)
-    assert s3.read_only[1] not in config  # the secret stays in nginx's environment
+    assert s3.gateway[1] not in config  # the secret stays in nginx's environment
     local = render(workdir / "local", KEYS_DIR=str(workdir / "keys")).read_text()
     assert "location /_media/" in local and "/_media_denied" not in local
     assert "proxy_cache media" not in local and "GATEWAY_S3" not in local and "s3.js" not in local
@@ -216,7 +216,7 @@ def test_the_client_request_never_reaches_s3(gateway):
 # --- the bucket is private ---------------------------------------------------------------------------------
 
 def test_the_read_only_key_cannot_write_or_delete(s3):
-    client = s3.client(s3.read_only)
+    client = s3.client(s3.gateway)
     assert client.get_object(Bucket=BUCKET, Key="hls/5/thumbnail.jpg")["Body"].read() == THUMBNAIL
     for attempt in (lambda: client.put_object(Bucket=BUCKET, Key="hls/5/thumbnail.jpg", Body=b"defaced"),
                     lambda: client.delete_object(Bucket=BUCKET, Key="hls/5/thumbnail.jpg"),
@@ -228,11 +228,11 @@ def test_the_read_only_key_cannot_write_or_delete(s3):
 
 
 def test_anonymous_access_to_the_bucket_is_refused(s3):
-    for url in (f"{s3.endpoint}/{BUCKET}/hls/5/thumbnail.jpg", f"{s3.endpoint}/{BUCKET}/", f"{s3.endpoint}/"):
+    for url in (f"{s3.url}/{BUCKET}/hls/5/thumbnail.jpg", f"{s3.url}/{BUCKET}/", f"{s3.url}/"):
         response = requests.get(url, timeout=10)
         assert response.status_code == 403, (url, response.status_code)
         assert THUMBNAIL not in response.content
-    assert requests.put(f"{s3.endpoint}/{BUCKET}/x", data=b"y", timeout=10).status_code == 403
+    assert requests.put(f"{s3.url}/{BUCKET}/x", data=b"y", timeout=10).status_code == 403
 
 
 # --- S3 failing ----------------------------------------------------------------------------------------------

@@ -10,10 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from flask_migrate import Migrate
 from sqlalchemy import text
 from videoflix_shared import Settings
-from videoflix_shared.database import init_database
+from videoflix_shared.database import init_database, init_migrations
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 
@@ -63,7 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     jwt = configure_jwt(app, settings, signing=True)
     tokens.init_revocation(jwt)
     init_database(app, db)
-    Migrate(app, db, directory=str(MIGRATIONS))
+    init_migrations(app, db, str(MIGRATIONS))
     init_mail(app)
     for blueprint in (accounts.blp, tokens.blp, tokens.internal_blp, passwords.blp):
         api.register_blueprint(blueprint)

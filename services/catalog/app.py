@@ -8,9 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
-from flask_migrate import Migrate
 from videoflix_shared import Settings
-from videoflix_shared.database import init_database
+from videoflix_shared.database import init_database, init_migrations
 from videoflix_shared.flask import init_service
 from videoflix_shared.security import configure_jwt
 from videoflix_shared.storage import storage_from_settings
@@ -36,7 +35,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(config)
     init_database(app, db)
-    Migrate(app, db, directory=MIGRATIONS_DIR)
+    init_migrations(app, db, MIGRATIONS_DIR)
     app.extensions["redis"] = queue.connect(settings.redis_url)
     app.extensions["storage"] = config.get("STORAGE") or storage_from_settings(settings)
     api = init_service(app, settings, "Videoflix catalog", health_checks={

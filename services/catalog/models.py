@@ -121,7 +121,7 @@ class Rendition(db.Model):
 
 
 class TusUpload(db.Model):
-    """A resumable (tus) upload in progress: its bytes so far are MEDIA_DIR/uploads/tus/<id>."""
+    """A resumable (tus) upload in progress: its bytes so far are MEDIA_DIR/resumable/<id>."""
 
     __tablename__ = "tus_uploads"
     __table_args__ = (sa.CheckConstraint('"offset" BETWEEN 0 AND length', name="offset_within_length"),)

@@ -1,17 +1,20 @@
-"""The catalog's media: uploads stream into the storage (videoflix_shared.storage: MEDIA_DIR or an S3
-bucket) as they arrive, under `uploads/<random>.part` until the video row exists, then move to
-`originals/<id>/<name>`; HLS output under `hls/<id>/` is the transcoder's."""
+"""The catalog's media: an upload streams into the storage (videoflix_shared.storage: MEDIA_DIR or an S3
+bucket) as it arrives, straight to its original's key `originals/<id>/<name>`: the video's id is
+reserved from the database first, the row follows once the file is whole. HLS output under `hls/<id>/`
+is the transcoder's."""
 from __future__ import annotations
 
 import io
 from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import Request, current_app, g
-from videoflix_shared.storage import Storage, new_upload_key
+from videoflix_shared.storage import Storage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
-UPLOADS_DIR = "uploads"
+from .models import db
+
 ORIGINALS_DIR = "originals"
 HLS_DIR = "hls"
 # Room for the form fields and multipart boundaries on top of the file itself.
@@ -22,16 +25,25 @@ def storage() -> Storage:
     return current_app.extensions["storage"]
 
 
+def reserve_video_id() -> int:
+    """The next id of the videos table, taken now (outside the request's transaction: a failed upload
+    only leaves a gap in the ids)."""
+    with db.engine.connect() as connection:
+        return connection.scalar(sa.text("SELECT nextval(pg_get_serial_sequence('videos', 'id'))"))
+
+
 class UploadSpool:
     """A file part written straight into the storage as it arrives (on disk, or an S3 multipart upload
-    one part at a time); refuses to grow past the upload limit."""
+    one part at a time), at the original's key of a video id reserved for it: nothing is copied once
+    it is whole. Refuses to grow past the upload limit."""
 
-    def __init__(self, limit: int):
-        self.key = new_upload_key()
+    def __init__(self, limit: int, filename: str):
+        self.video_id = reserve_video_id()
+        self.key = original_relative_path(self.video_id, filename)
         self.writer = storage().writer(self.key)
         self.limit = limit
         self.size = 0
-        self.state = "writing"  # then stored (complete, at self.key), kept (moved away) or discarded
+        self.state = "writing"  # then kept (complete, at self.key) or discarded
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
@@ -54,24 +66,17 @@ class UploadSpool:
     def close(self) -> None:
         pass
 
-    def store(self) -> None:
-        """Complete the write: the whole file is at `self.key` now."""
-        if self.state == "writing":
-            self.writer.commit()
-            self.state = "stored"
-
-    def keep_as(self, key: str) -> int:
-        """Move the complete upload to `key`; returns its size."""
-        self.store()
-        storage().rename(self.key, key)
+    def keep(self, video) -> int:
+        """Complete the write as the original of `video` (whose id this spool reserved); returns its size."""
+        if (video.id, video.original_path) != (self.video_id, self.key):
+            raise ValueError(f"upload {self.key} is not the original of video {video.id}")
+        self.writer.commit()
         self.state = "kept"
         return self.size
 
     def discard(self) -> None:
         if self.state == "writing":
             self.writer.abort()
-        elif self.state == "stored":
-            storage().delete(self.key)
         self.state = "discarded"
 
 
@@ -108,13 +113,13 @@ class StreamingUploadRequest(Request):
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         if not self.upload_into_storage:
             return ImageSpool(self.upload_limit or 0)
-        spool = UploadSpool(self.upload_limit or 0)
+        spool = UploadSpool(self.upload_limit or 0, filename or "")
         g.setdefault("upload_spools", []).append(spool)
         return spool
 
 
 def discard_spools(_error=None) -> None:
-    """Teardown: remove every spooled part the view did not keep (a failed removal is retried by the
+    """Teardown: drop every spooled part the view did not keep (a failed abort is retried by the
     reconciler's `remove_stale_spools`)."""
     for spool in g.pop("upload_spools", []):
         try:
@@ -124,9 +129,10 @@ def discard_spools(_error=None) -> None:
 
 
 def remove_stale_spools(older_than: timedelta) -> int:
-    """Delete parts left by uploads whose worker died mid-request (its teardown never ran). A live
-    upload writes all the time, so its part is never old."""
-    return storage().remove_stale(f"{UPLOADS_DIR}/", older_than.total_seconds())
+    """Drop the unfinished writes of uploads whose worker died mid-request (its teardown never ran):
+    hidden partial files, incomplete S3 multipart uploads. A live upload writes all the time, so it is
+    never this old; complete originals are never touched."""
+    return storage().remove_abandoned_writes(f"{ORIGINALS_DIR}/", older_than.total_seconds())
 
 
 def original_relative_path(video_id: int, filename: str) -> str:

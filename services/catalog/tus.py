@@ -48,7 +48,7 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 CHUNK_BYTES = 1024 * 1024
-# Beside uploads/ (whose parts the reconciler ages out by mtime): a paused upload may rest for hours.
+# On the catalog's own disk, apart from the media keys: a paused upload may rest for hours.
 TUS_DIR = "resumable"
 
 

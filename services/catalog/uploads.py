@@ -46,17 +46,19 @@ class Upload(MethodView):
 
 
 def store_upload(upload: FileStorage, title: str, description: str, category: str, owner_id: int) -> Video:
-    """Keep a streamed upload as a new video's original and enqueue its transcoding (API and admin site)."""
-    return create_video(title, description, category, owner_id, upload.filename,
-                        lambda video: upload.stream.keep_as(video.original_path))
+    """Keep a streamed upload as a new video's original (it is at its key already, under the id it
+    reserved) and enqueue its transcoding (API and admin site)."""
+    spool = upload.stream
+    return create_video(title, description, category, owner_id, upload.filename, spool.keep, spool.video_id)
 
 
 def create_video(title: str, description: str, category: str, owner_id: int, filename: str,
-                 keep: Callable[[Video], int]) -> Video:
-    """A new video whose original `keep(video)` puts at `video.original_path` in the storage (returning
-    its size): committed, then enqueued. Every way in (form upload, admin site, resumable upload) ends
-    here. The storage failing answers 503 and leaves no row; the row is committed only with its original."""
-    video = Video(title=title, description=description, category=category, owner_id=owner_id,
+                 keep: Callable[[Video], int], video_id: int | None = None) -> Video:
+    """A new video (with `video_id` when one was reserved) whose original `keep(video)` puts at
+    `video.original_path` in the storage (returning its size): committed, then enqueued. Every way in
+    (form upload, admin site, resumable upload) ends here. The storage failing answers 503 and leaves no
+    row; the row is committed only with its original."""
+    video = Video(id=video_id, title=title, description=description, category=category, owner_id=owner_id,
                   original_filename=filename[-255:])
     db.session.add(video)
     db.session.flush()

@@ -42,6 +42,15 @@ COMMON = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 # open the files or URLs an upload names (another user's original, a URL inside our network).
 SOURCE_DEMUXERS = ("mov", "matroska", "avi", "mpegts", "flv", "ogg", "mpeg")
 SEGMENT_DEMUXER = "mpegts"  # our own HLS segments
+# The growing first rung of a long source: its first chunk encoded progressively reads this much more
+# audio than it keeps, so the encoder's last kept packets are those of a whole-source encode.
+HEAD_AUDIO_MARGIN_SECONDS = 1
+# Files whose packets are cut or moved by time later (first-rung chunks, the whole-source audio): the
+# muxer writes the encoder's timestamps + MPEGTS_DELAY_SECONDS, never shifted to make them non-negative.
+RAW_TIMESTAMPS = ["-avoid_negative_ts", "disabled"]
+MPEGTS_DELAY_SECONDS = 1.4  # what ffmpeg's MPEG-TS muxer adds to every timestamp (its default muxdelay)
+MPEGTS_HZ = 90000
+ENDLESS_SECONDS = 10 ** 7
 
 
 class FFmpegError(Exception):
@@ -120,14 +129,23 @@ def hls_options(directory: Path | None = None, progressive: bool = False) -> lis
 
 
 def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool, *, demuxer: str,
-                 progressive: bool = False) -> list[str]:
+                 progressive: bool = False, head_seconds: float | None = None) -> list[str]:
     """ffmpeg arguments for one HLS rung, written to the current directory (index.m3u8 + segments);
-    `progressive`: the first rung, watched while it encodes (faster preset, growing playlist)."""
+    `progressive`: the first rung, watched while it encodes (faster preset, growing playlist).
+
+    `head_seconds`: only the first chunk of a longer source (the rest of the rung comes as chunk jobs,
+    `append_command`): frames before `head_seconds`, and the audio packets whose time is before it (the
+    encoder reads a second more so those packets are the ones a whole-source encode makes)."""
     maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
     preset = PROGRESSIVE_PRESET if progressive else X264_PRESET
-    return [*COMMON, "-progress", "pipe:1", *input_options(demuxer), "-i", input_url(source), *maps,
-            "-vf", f"scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
-            *audio_options(rendition, has_audio), *hls_options(progressive=progressive)]
+    reading, trim, cut = [], "", []
+    if head_seconds is not None:
+        reading = ["-t", f"{head_seconds + HEAD_AUDIO_MARGIN_SECONDS:g}"]
+        trim = f"trim=end={head_seconds:g},"
+        cut = ["-bsf:a", f"noise=drop=trunc(pts*tb/{head_seconds:g})"] if has_audio else []
+    return [*COMMON, "-progress", "pipe:1", *reading, *input_options(demuxer), "-i", input_url(source), *maps,
+            "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
+            *audio_options(rendition, has_audio), *cut, *hls_options(progressive=progressive)]
 
 
 def split_graph(renditions: list[Rendition]) -> str:
@@ -150,21 +168,26 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
 
 
 def chunk_command(source: Path, rendition: Rendition, fps: float, start: float, seconds: float | None,
-                  output: Path, *, demuxer: str) -> list[str]:
+                  output: Path, *, demuxer: str, growing: bool = False) -> list[str]:
     """The video of one chunk of the source, frames with times in [start, start + seconds) (to the end
     without `seconds`), as one rung encodes it, into an MPEG-TS file. The seek keeps frames from `start` on
     and `trim` drops them from `start + seconds` on: each frame lands in exactly one chunk. Chunks start on
-    multiples of KEYFRAME_SECONDS, so their keyframes fall on the frames of an encode of the whole source."""
+    multiples of KEYFRAME_SECONDS, so their keyframes fall on the frames of an encode of the whole source.
+
+    `growing`: a chunk of the progressive first rung (appended to its playlist by `append_command`):
+    encoded as its first chunk is, timestamps as written (`RAW_TIMESTAMPS`)."""
     trim = f"trim=end={seconds:g}," if seconds is not None else ""
+    preset = PROGRESSIVE_PRESET if growing else X264_PRESET
     return [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
-            "-map", "0:v:0", "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps),
-            "-f", SEGMENT_DEMUXER, "-y", str(output)]
+            "-map", "0:v:0", "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
+            *(RAW_TIMESTAMPS if growing else []), "-f", SEGMENT_DEMUXER, "-y", str(output)]
 
 
 def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str) -> list[str]:
-    """The audio of the whole source, encoded once (one AAC encoder: no priming gaps at chunk joins)."""
+    """The audio of the whole source, encoded once (one AAC encoder: no priming gaps at chunk joins);
+    timestamps as written (`RAW_TIMESTAMPS`: the growing first rung cuts it by packet time)."""
     return [*COMMON, *input_options(demuxer), "-i", input_url(source), "-map", "0:a:0", "-vn",
-            *audio_options(rendition, True), "-f", SEGMENT_DEMUXER, "-y", str(output)]
+            *audio_options(rendition, True), *RAW_TIMESTAMPS, "-f", SEGMENT_DEMUXER, "-y", str(output)]
 
 
 def join_command(chunk_list: Path, audio: Path | None, directory: Path) -> list[str]:
@@ -174,6 +197,44 @@ def join_command(chunk_list: Path, audio: Path | None, directory: Path) -> list[
     audio_input = [*input_options(SEGMENT_DEMUXER), "-i", input_url(audio)] if audio else []
     return [*COMMON, "-protocol_whitelist", "file", "-f", "concat", "-i", input_url(chunk_list), *audio_input,
             "-map", "0:v:0", *(["-map", "1:a:0"] if audio else []), "-c", "copy", *hls_options(directory)]
+
+
+def ticks(seconds: float) -> int:
+    return round(seconds * MPEGTS_HZ)
+
+
+def append_command(chunk: Path, audio: Path | None, directory: Path, start: float, end: float | None,
+                   shift: float, first_segment: int) -> list[str]:
+    """One chunk of the growing first rung as HLS segments in `directory`, numbered from `first_segment`,
+    continuing the timestamps of the segments before it (no re-encode, no discontinuity).
+
+    The chunk's video (`chunk_command(growing=True)`: its times start at the chunk's start) moves to the
+    source's time; from the whole-source audio (`audio_command`) only the packets whose time lies in
+    [start, end) are kept (`end` None: to the end), so every packet lands in exactly one chunk, as the
+    first chunk's encoder cut them (`rung_command(head_seconds=...)`). `shift` is how much later than the
+    raw timestamps the first chunk's muxer wrote its packets (`publish.timestamp_shift`); the HLS muxer
+    adds MPEGTS_DELAY_SECONDS again, which the input offsets take back."""
+    video_offset = start + shift - MPEGTS_DELAY_SECONDS
+    audio_offset = shift - MPEGTS_DELAY_SECONDS
+    inputs = ["-copyts", "-itsoffset", f"{video_offset:.6f}", *input_options(SEGMENT_DEMUXER), "-i", input_url(chunk)]
+    maps, cut = ["-map", "0:v:0"], []
+    if audio is not None:
+        inputs += ["-itsoffset", f"{audio_offset:.6f}", *input_options(SEGMENT_DEMUXER), "-i", input_url(audio)]
+        maps += ["-map", "1:a:0"]
+        # The filter sees the audio's times after its input offset (before the muxer's delay): the
+        # encoder's time + shift.
+        low = ticks(start + shift)
+        width = ticks(end - start) if end is not None else ticks(ENDLESS_SECONDS)
+        cut = ["-bsf:a", f"noise=drop=floor((pts-{low})/{width})"]
+    return [*COMMON, *inputs, *maps, "-c", "copy", *cut, "-f", "hls", "-hls_time", str(SEGMENT_SECONDS),
+            "-hls_playlist_type", "vod", "-hls_flags", "independent_segments", "-start_number", str(first_segment),
+            "-hls_segment_filename", str(directory / SEGMENT_PATTERN), str(directory / PLAYLIST)]
+
+
+def first_packet_command(path: Path, kind: str) -> list[str]:
+    """ffprobe: the pts of the first `kind` ("a"/"v") packet of our own MPEG-TS file."""
+    return [FFPROBE, "-v", "error", *input_options(SEGMENT_DEMUXER), "-select_streams", f"{kind}:0",
+            "-read_intervals", "%+2", "-show_entries", "packet=pts", "-of", "csv=p=0", input_url(path)]
 
 
 def thumbnail_command(source: Path, output: Path, at_seconds: float, *, demuxer: str) -> list[str]:

@@ -12,7 +12,13 @@ the job, and those of dead work horses at the next job or worker start. A transc
 shared with anything.
 
 How the ladder is cut into jobs (docs/performance.md has the measurements):
-- The first rung: one job, published while it encodes (`transcode_rung(progressive=True)`).
+- The first rung: published while it encodes (`transcode_rung(progressive=True)`): one job for a source
+  of one chunk (`ladder.CHUNK_SECONDS`) or less. Of a longer source that job encodes the first chunk only
+  (the video is playable a few seconds after the upload); the other chunks of the first rung are chunk jobs
+  enqueued right after it (ahead of the other rungs), each appended to the rung's growing playlist as soon
+  as every chunk before it is in, by whichever job completes that (`append_ready`, under a Redis lock: any
+  worker on any host), with the packets of the whole-source audio of their time (one AAC encoder: no
+  gap, overlap or priming at a chunk boundary). The playlist ends (`#EXT-X-ENDLIST`) with the last chunk.
 - The rest of a source of one chunk (`ladder.CHUNK_SECONDS`) or less: one job running one ffmpeg that
   decodes the source once (a split filter graph): least CPU.
 - The rest of a longer source: chunk x rung jobs any worker on any host can take (`transcode_chunk`), the
@@ -64,6 +70,10 @@ REST_NICENESS = 10
 AUDIO_TIMEOUT_FACTOR = 0.5
 PREFETCH_TIMEOUT_SECONDS = 600
 JOIN_TIMEOUT_FACTOR = 0.2
+# Appending the chunks of the growing first rung: one appender at a time per rung (any host). The lock
+# expires if its holder dies; a job waiting longer than that raises and is retried.
+APPEND_LOCK_SECONDS = 120
+APPEND_LOCK_WAIT_SECONDS = 300
 
 
 def _context() -> tuple[Settings, CatalogClient, Storage]:
@@ -249,11 +259,16 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
     def bounded(seconds: float) -> int:
         return int(min(seconds, max_timeout))
 
-    def rung_job(rendition: ladder.Rendition, progressive: bool = False) -> Job | None:
+    chunks = ladder.chunks(media.duration)
+    growing = len(chunks) > 1  # the first rung: its first chunk progressive, the others chunk jobs
+
+    def first_rung_job(rendition: ladder.Rendition) -> Job | None:
+        head = {"head_seconds": chunks[0][1]} if growing else {}
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
-            args=(video_id, rendition.name), kwargs=source_kwargs | {"progressive": progressive},
-            job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * media.duration),
+            args=(video_id, rendition.name), kwargs=source_kwargs | {"progressive": True} | head,
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * (chunks[0][1] if growing
+                                                                                   else media.duration)),
         )
 
     def rest_job(renditions: list[ladder.Rendition]) -> Job | None:
@@ -271,37 +286,63 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
             job_timeout=bounded(THUMBNAIL_TIMEOUT_SECONDS),
         )
 
-    jobs = [rung_job(rungs[0], progressive=True), thumbnail_job()]
-    chunks = ladder.chunks(media.duration)
+    jobs = [first_rung_job(rungs[0]), thumbnail_job()]
+    if growing:
+        publish.mark_chunks_pending(storage or storage_from_settings(Settings.from_env()), video_id,
+                                    [rendition.name for rendition in rungs])
+        jobs += enqueue_audio(queue, video_id, media, rungs, [rungs[0].audio_kbps], source_kwargs, bounded,
+                              growing=rungs[0].name)
+        jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], chunks[1:], source_kwargs, bounded,
+                                   growing=True, first_index=1)
     if len(chunks) == 1 and rungs[1:]:
         jobs.append(rest_job(rungs[1:]))
     elif rungs[1:]:
-        publish.mark_chunks_pending(storage or storage_from_settings(Settings.from_env()), video_id,
-                                    [rendition.name for rendition in rungs[1:]])
         jobs += enqueue_chunked(queue, video_id, media, rungs[1:], chunks, source_kwargs, bounded)
     return [job for job in jobs if job is not None]
 
 
-def enqueue_chunked(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
-                    chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded) -> list[Job | None]:
-    """Chunk x rung jobs (chunk by chunk, so every rung advances), the audio once per audio bit rate, then
-    per rung a join job deferred until its chunks and its audio are done."""
+def enqueue_chunk_jobs(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
+                       chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded,
+                       growing: bool = False, first_index: int = 0) -> list[Job | None]:
+    """Chunk x rung jobs, chunk by chunk (so every rung advances). `growing`: chunks of the first rung,
+    each appended to its playlist once the chunks before it are in (which takes little: a stream copy)."""
     jobs = []
-    for index, (start, seconds) in enumerate(chunks):
+    extra = {"growing": True} if growing else {}
+    appending = JOIN_TIMEOUT_FACTOR * media.duration if growing else 0
+    for index, (start, seconds) in enumerate(chunks, start=first_index):
         length = seconds if seconds is not None else media.duration - start
         for rendition in renditions:
             jobs.append(_enqueue_once(
                 queue, chunk_job_id(video_id, rendition.name, index), transcode_chunk,
-                args=(video_id, rendition.name, index, start, seconds), kwargs=source_kwargs,
-                job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * length)))
-    audio_rates = sorted({rendition.audio_kbps for rendition in renditions}) if media.has_audio else []
-    for audio_kbps in audio_rates:
+                args=(video_id, rendition.name, index, start, seconds), kwargs=source_kwargs | extra,
+                job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * length + appending)))
+    return jobs
+
+
+def enqueue_audio(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
+                  rates: list[int], source_kwargs: dict, bounded, growing: str | None = None) -> list[Job | None]:
+    """The whole-source audio once per bit rate in `rates`, for every rung of `renditions` at that rate;
+    `growing`: the growing first rung uses it too (its chunks waiting for it are appended when it is in)."""
+    jobs = []
+    for audio_kbps in rates if media.has_audio else []:
         users = [rendition.name for rendition in renditions if rendition.audio_kbps == audio_kbps]
+        extra = {"growing": growing, "duration": media.duration} if growing else {}
         jobs.append(_enqueue_once(
             queue, audio_job_id(video_id, audio_kbps), encode_audio, args=(video_id, audio_kbps, users),
             kwargs={"source_path": source_kwargs["source_path"], "source_height": media.height,
-                    "demuxer": media.demuxer},
+                    "demuxer": media.demuxer} | extra,
             job_timeout=bounded(BASE_TIMEOUT_SECONDS + AUDIO_TIMEOUT_FACTOR * media.duration)))
+    return jobs
+
+
+def enqueue_chunked(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
+                    chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded) -> list[Job | None]:
+    """Chunk x rung jobs (chunk by chunk, so every rung advances), the audio once per audio bit rate (the
+    growing first rung's rate is enqueued before, with it), then per rung a join job deferred until its
+    chunks and its audio are done."""
+    jobs = enqueue_chunk_jobs(queue, video_id, media, renditions, chunks, source_kwargs, bounded)
+    jobs += enqueue_audio(queue, video_id, media, renditions,
+                          sorted({rendition.audio_kbps for rendition in renditions}), source_kwargs, bounded)
     for rendition in renditions:
         needs = [chunk_job_id(video_id, rendition.name, index) for index in range(len(chunks))]
         needs += [audio_job_id(video_id, rendition.audio_kbps)] if media.has_audio else []
@@ -326,40 +367,53 @@ def progress_reporter(catalog: CatalogClient, video_id: int, rungs: list[str], d
 
 
 def transcode_rung(video_id: int, rung: str, source_path: str, source_height: int, duration: float,
-                   fps: float, has_audio: bool, demuxer: str, progressive: bool = False) -> None:
+                   fps: float, has_audio: bool, demuxer: str, progressive: bool = False,
+                   head_seconds: float | None = None) -> None:
     """Encode one rung in the scratch directory, publish it, rewrite master.m3u8, report the rendition.
 
     `progressive` (the first rung): published while it encodes (`encode_growing`); otherwise published
-    whole when ffmpeg is done. A rung that is already published is not encoded again: the job only makes
-    sure the master lists it and the catalog knows it (a retry after a crash between publishing and
-    reporting converges).
+    whole when ffmpeg is done. `head_seconds`: only the first chunk (of that length) of the progressive
+    rung; its playlist stays EVENT for the other chunks, appended after it (`append_ready`). A rung (or
+    first chunk) that is already published is not encoded again: the job only makes sure the master lists
+    it and the catalog knows it (a retry after a crash between publishing and reporting converges).
     """
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
-        if not publish.is_published(storage, video_id, rung):
+        published = publish.is_published(storage, video_id, rung)
+        head_done = head_seconds is not None and not published and \
+            publish.growing_state(storage, video_id, rung).chunks > 0
+        if not published and not head_done:
             rendition = ladder.rendition_for(rung, source_height)
+            length = head_seconds if head_seconds is not None else duration
             on_seconds = progress_reporter(catalog, video_id, [rung], duration)
             limits = ResourceLimits.from_settings(settings)
-            with metrics.encoding([rung], duration), originals(settings, storage).local_copy(source_path, scratch) as source, \
+            with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source, \
                     publish.staging_dir(scratch, rung) as staged:
                 command = ffmpeg.rung_command(source, rendition, fps, has_audio, demuxer=demuxer,
-                                              progressive=progressive)
+                                              progressive=progressive, head_seconds=head_seconds)
                 if progressive:
-                    encode_growing(catalog, storage, video_id, rung, command, staged, scratch, limits, on_seconds)
+                    encode_growing(catalog, storage, video_id, rung, command, staged, scratch, limits, on_seconds,
+                                   finish=head_seconds is None)
                 else:
                     ffmpeg.run(command, limits, cwd=staged, on_seconds=on_seconds)
                     publish.publish_rung(storage, staged, video_id, rung)
                 metrics.count_segments(rung, staged)
-        published = report_renditions(catalog, storage, video_id, [rung], scratch)
-        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
+            if head_seconds is not None:
+                publish.save_growing_state(storage, video_id, rung, publish.GrowingState(chunks=1))
+        listed = report_renditions(catalog, storage, video_id, [rung], scratch)
+        if head_seconds is not None and not published:
+            append_ready(settings, catalog, storage, video_id, rung, source_height, duration, has_audio, scratch)
+        else:
+            release_original_if_ladder_done(settings, storage, video_id, source_height, listed)
 
 
 def encode_growing(catalog: CatalogClient, storage: Storage, video_id: int, rung: str, command: list[str],
-                   staged: Path, scratch: Path, limits: ResourceLimits, on_seconds) -> None:
+                   staged: Path, scratch: Path, limits: ResourceLimits, on_seconds, finish: bool = True) -> None:
     """Run ffmpeg into `staged` and publish each whole segment as it lands (`publish.GrowingRung`); once
     FIRST_PLAYABLE_SEGMENTS are out, list the rung in master.m3u8 and tell the catalog it is growing
-    (the video is playable from then on). The rung's playlist is finished when ffmpeg is."""
+    (the video is playable from then on). The rung's playlist is finished when ffmpeg is (`finish`), or
+    stays EVENT for the chunks appended after it."""
     growing = publish.GrowingRung(storage, staged, video_id, rung)
     announced = False
 
@@ -371,7 +425,10 @@ def encode_growing(catalog: CatalogClient, storage: Storage, video_id: int, rung
             announced = True
 
     ffmpeg.run(command, limits, cwd=staged, on_seconds=publish_and_report)
-    growing.finish()
+    if finish:
+        growing.finish()
+    else:
+        growing.sync()
 
 
 def transcode_split(video_id: int, rungs: list[str], source_path: str, source_height: int, duration: float,
@@ -404,10 +461,14 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
 
 
 def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds: float | None, source_path: str,
-                    source_height: int, duration: float, fps: float, has_audio: bool, demuxer: str) -> None:
+                    source_height: int, duration: float, fps: float, has_audio: bool, demuxer: str,
+                    growing: bool = False) -> None:
     """Encode the video of one chunk of the source for one rung in the scratch directory and put it as
     `.chunks/<rung>/chunk_NNNN.ts` (whole or not at all); a chunk already stored is not encoded again.
-    Reports the rung's progress as the share of its chunks done (never backwards: chunks only get added)."""
+    Reports the rung's progress as the share of its chunks done (never backwards: chunks only get added).
+
+    `growing`: a chunk of the growing first rung: then every chunk that is ready is appended to its
+    playlist, in order (`append_ready`), which reports the progress."""
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
@@ -419,9 +480,13 @@ def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds:
             length = seconds if seconds is not None else duration - start
             staged = scratch / Path(key).name
             with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source:
-                ffmpeg.run(ffmpeg.chunk_command(source, rendition, fps, start, seconds, staged, demuxer=demuxer),
-                           ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
+                ffmpeg.run(ffmpeg.chunk_command(source, rendition, fps, start, seconds, staged, demuxer=demuxer,
+                                                growing=growing),
+                           ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
             storage.put_file(key, staged)
+        if growing:
+            append_ready(settings, catalog, storage, video_id, rung, source_height, duration, has_audio, scratch)
+            return
         stored = publish.stored_chunks(storage, video_id, rung)
         done = sum((length if length is not None else duration - begin)
                    for number, (begin, length) in enumerate(ladder.chunks(duration))
@@ -430,8 +495,9 @@ def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds:
 
 
 def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: str, source_height: int,
-                 demuxer: str) -> None:
-    """The audio of the whole source at `audio_kbps`, once, for the chunked rungs `rungs` to join."""
+                 demuxer: str, growing: str | None = None, duration: float | None = None) -> None:
+    """The audio of the whole source at `audio_kbps`, once, for the chunked rungs `rungs` to join;
+    `growing`: the growing first rung uses it too: its chunks that waited for it are appended."""
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
@@ -441,8 +507,64 @@ def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: 
             staged = scratch / Path(key).name
             with originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer),
-                           ResourceLimits.from_settings(settings), niceness=REST_NICENESS)
+                           ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
             storage.put_file(key, staged)
+        if growing and not publish.is_published(storage, video_id, growing):
+            append_ready(settings, catalog, storage, video_id, growing, source_height, duration, True, scratch)
+
+
+def append_ready(settings: Settings, catalog: CatalogClient, storage: Storage, video_id: int, rung: str,
+                 source_height: int, duration: float, has_audio: bool, scratch: Path) -> None:
+    """Append to the growing first rung's playlist every chunk that is ready, strictly in order: the next
+    one missing (its video, or the whole-source audio) ends the round; whichever job stores it appends it
+    then. One appender per rung at a time on any host (a Redis lock, re-armed after each chunk: a dead
+    holder's expires). The last chunk finishes the playlist (VOD, #EXT-X-ENDLIST): the rung is reported
+    complete and its chunks go."""
+    chunks = ladder.chunks(duration)
+    rendition = ladder.rendition_for(rung, source_height)
+    lock = Redis.from_url(settings.redis_url).lock(f"videoflix:transcoder:append:{video_id}:{rung}",
+                                                   timeout=APPEND_LOCK_SECONDS,
+                                                   blocking_timeout=APPEND_LOCK_WAIT_SECONDS)
+    if not lock.acquire():
+        raise TimeoutError(f"the appender of {rung} of video {video_id} did not finish in time")
+    try:
+        state = publish.growing_state(storage, video_id, rung)
+        audio = scratch / "audio.ts" if has_audio else None
+        while 0 < state.chunks < len(chunks):
+            index = state.chunks
+            key = publish.chunk_key(video_id, rung, index)
+            if not storage.exists(key):
+                break
+            if audio is not None and not audio.exists():
+                if not storage.exists(publish.audio_key(video_id, rendition.audio_kbps)):
+                    break
+                storage.download(publish.audio_key(video_id, rendition.audio_kbps), audio)
+            shift = state.shift_ticks
+            if shift is None:
+                first = publish.playlist_segments(publish.rung_playlist(storage, video_id, rung) or "")[0][1]
+                with storage.local_copy(f"{publish.rung_prefix(video_id, rung)}/{first}", scratch) as segment:
+                    shift = publish.timestamp_shift(segment, audio)
+            start, seconds = chunks[index]
+            end = start + seconds if seconds is not None else None
+            last = index == len(chunks) - 1
+            with storage.local_copy(key, scratch) as chunk, publish.staging_dir(scratch, rung) as staged:
+                ffmpeg.run(ffmpeg.append_command(chunk, audio, staged, start, end, shift / ffmpeg.MPEGTS_HZ,
+                                                 round(start / ffmpeg.SEGMENT_SECONDS)),
+                           ResourceLimits.from_settings(settings))
+                publish.append_chunk(storage, staged, video_id, rung, round(start / ffmpeg.SEGMENT_SECONDS), last)
+                metrics.count_segments(rung, staged)
+            state = publish.GrowingState(chunks=index + 1, shift_ticks=shift)
+            publish.save_growing_state(storage, video_id, rung, state)
+            catalog.report_progress(video_id, rung, percent_done(end if end is not None else duration, duration))
+            log.info("chunk appended", extra={"fields": {"video_id": video_id, "rung": rung, "chunk": index}})
+            lock.reacquire()
+    finally:
+        with contextlib.suppress(Exception):
+            lock.release()
+    if state.chunks == len(chunks):
+        listed = report_renditions(catalog, storage, video_id, [rung], scratch)
+        publish.remove_chunks(storage, video_id, rung)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, listed)
 
 
 def join_rung(video_id: int, rung: str, chunk_count: int, source_height: int, has_audio: bool) -> None:

@@ -8,6 +8,9 @@ published (the gateway relies on it).
 The first rung instead grows in place (`GrowingRung`): each segment is put once whole, then the rung's
 playlist is rewritten (an EVENT playlist without `#EXT-X-ENDLIST`); it is complete once the playlist ends
 with `#EXT-X-ENDLIST`. Every object is written whole or not at all, so whatever the gateway serves is whole.
+Of a source longer than one chunk only the first chunk grows that way; the others are encoded as chunk
+jobs and appended to the same playlist strictly in order (`append_chunk`), their segments numbered from
+the chunk's first segment; `.chunks/<rung>/growing.json` says how many chunks the playlist holds.
 
 Chunked rungs (jobs.py) keep their chunk files under `hls/<id>/.chunks/` until they are joined; the gateway
 never routes that prefix (only rung playlists, segments, the master and the thumbnail are routable).
@@ -19,7 +22,9 @@ again when it missed a change).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import subprocess
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from typing import Iterator
 
 from videoflix_shared.storage import Storage
 
-from .ffmpeg import PLAYLIST, SEGMENT_SECONDS
+from .ffmpeg import MPEGTS_DELAY_SECONDS, MPEGTS_HZ, PLAYLIST, SEGMENT_SECONDS, first_packet_command
 from .ladder import BY_NAME, small_source_rendition
 from .probe import OutputMedia, probe_output
 
@@ -142,6 +147,68 @@ def fetch_chunks(storage: Storage, video_id: int, rung: str, count: int, folder:
     listing = folder / "chunks.txt"
     listing.write_text("".join(f"file '{Path(key).name}'\n" for key in keys))
     return listing
+
+
+@dataclass(frozen=True)
+class GrowingState:
+    """How far a growing rung's playlist is: `chunks` chunks in it (the first one complete included), and
+    `shift_ticks`, how much later than the raw timestamps its first chunk's muxer wrote them (None until
+    measured)."""
+    chunks: int = 0
+    shift_ticks: int | None = None
+
+
+def growing_state_key(video_id: int, rung: str) -> str:
+    return f"{chunks_prefix(video_id)}/{rung}/growing.json"
+
+
+def growing_state(storage: Storage, video_id: int, rung: str) -> GrowingState:
+    data = storage.get(growing_state_key(video_id, rung))
+    return GrowingState(**json.loads(data)) if data else GrowingState()
+
+
+def save_growing_state(storage: Storage, video_id: int, rung: str, state: GrowingState) -> None:
+    storage.put_bytes(growing_state_key(video_id, rung),
+                      json.dumps({"chunks": state.chunks, "shift_ticks": state.shift_ticks}).encode())
+
+
+def first_packet_ticks(path: Path, kind: str) -> int:
+    """The pts (90 kHz) of the first `kind` ("a" or "v") packet of our own MPEG-TS file."""
+    result = subprocess.run(first_packet_command(path, kind), capture_output=True, text=True, check=True,
+                            timeout=60)
+    return int(result.stdout.split()[0].strip(","))
+
+
+def timestamp_shift(first_segment: Path, audio: Path | None) -> int:
+    """Ticks the first chunk's HLS muxer moved its timestamps by (it makes them non-negative: the first
+    B-frame's decoding time or the audio priming): its first audio packet against the same packet in the
+    whole-source audio (`audio`, written with raw timestamps); without audio, its first frame against the
+    muxer's delay (the first frame is at time 0)."""
+    if audio is not None:
+        return first_packet_ticks(first_segment, "a") - first_packet_ticks(audio, "a")
+    return first_packet_ticks(first_segment, "v") - round(MPEGTS_DELAY_SECONDS * MPEGTS_HZ)
+
+
+def segment_number(uri: str) -> int:
+    return int(uri.rsplit("_", 1)[1].split(".", 1)[0])
+
+
+def append_chunk(storage: Storage, staged: Path, video_id: int, rung: str, first_segment: int,
+                 finished: bool) -> int:
+    """Put a chunk's segments (`ffmpeg.append_command` wrote them into `staged`), then the rung's playlist
+    with them after every segment of the chunks before (`finished`: the last chunk, VOD + ENDLIST).
+    Segments numbered from `first_segment` on that a crashed earlier attempt listed are replaced by the same
+    ones. Returns the number of segments listed."""
+    prefix = rung_prefix(video_id, rung)
+    added = playlist_segments((staged / PLAYLIST).read_text())
+    for _, uri in added:
+        storage.put_file(f"{prefix}/{uri}", staged / uri)
+    before = [(duration, uri) for duration, uri in playlist_segments(rung_playlist(storage, video_id, rung) or "")
+              if segment_number(uri) < first_segment]
+    segments = before + added
+    storage.put_bytes(f"{prefix}/{PLAYLIST}", media_playlist(segments, finished).encode(),
+                      cache_control=None if finished else GROWING_CACHE_CONTROL)
+    return len(segments)
 
 
 def remove_chunks(storage: Storage, video_id: int, rung: str) -> None:

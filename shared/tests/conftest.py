@@ -1,10 +1,1 @@
-import pytest
-
-from shared.tests.seaweedfs import start_seaweedfs
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
+from shared.tests.seaweedfs import seaweedfs  # noqa: F401 - the session's S3 server

@@ -53,3 +53,18 @@ def test_an_empty_metrics_directory_from_env_is_no_directory(monkeypatch, tmp_pa
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     (tmp_path / ".env").write_text("PROMETHEUS_MULTIPROC_DIR=\n")
     assert "PROMETHEUS_MULTIPROC_DIR" not in stack.build_env("dev", dotenv=tmp_path / ".env")
+
+
+def test_the_public_catalog_runs_its_own_gunicorn_processes_and_threads(monkeypatch, tmp_path):
+    """CATALOG_GUNICORN_* (default: 1 process, 8 threads) for the public catalog; the rest keep GUNICORN_*."""
+    stack = load_stack()
+    for name in ("CATALOG_GUNICORN_WORKERS", "CATALOG_GUNICORN_THREADS", "GUNICORN_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("GUNICORN_WORKERS=3\n")
+    by_name = {process.name: process.environment for process in stack.processes(
+        stack.build_env("dev", dotenv=tmp_path / ".env"))}
+    assert (by_name["catalog"]["GUNICORN_WORKERS"], by_name["catalog"]["GUNICORN_THREADS"]) == ("1", "8")
+    assert "GUNICORN_WORKERS" not in by_name["auth"]  # .env's 3 reaches it through the environment
+    (tmp_path / ".env").write_text("CATALOG_GUNICORN_WORKERS=2\nCATALOG_GUNICORN_THREADS=16\n")
+    catalog = next(p for p in stack.processes(stack.build_env("dev", dotenv=tmp_path / ".env")) if p.name == "catalog")
+    assert (catalog.environment["GUNICORN_WORKERS"], catalog.environment["GUNICORN_THREADS"]) == ("2", "16")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import click
 from flask import Flask, jsonify
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -35,3 +36,16 @@ def init_database(app: Flask, db: SQLAlchemy) -> None:
         response = jsonify(detail="Service temporarily unavailable. Please try again.")
         response.headers["Retry-After"] = "5"
         return response, 503
+
+
+def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
+    """`flask db ...` (Flask-Migrate) where a command line runs, never in a gunicorn worker: importing
+    alembic costs every process ~6 MiB and a worker never migrates. The flask command line loads the
+    app inside a click context; gunicorn has none (tests that migrate call Migrate themselves)."""
+    if click.get_current_context(silent=True) is None:
+        return
+    # Imported after the service's logging is set up: alembic's plugin registry would log every plugin.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=directory)

@@ -1,7 +1,7 @@
 """Where media lives: one interface, two backends (docs/storage.md).
 
 Keys are relative paths: `originals/<id>/<name>`, `hls/<id>/<rung>/index.m3u8` and `segment_NNN.ts`,
-`hls/<id>/master.m3u8`, `hls/<id>/thumbnail.jpg`, `uploads/<random>.part` (uploads in flight).
+`hls/<id>/master.m3u8`, `hls/<id>/thumbnail.jpg`. An upload streams straight to its original's key.
 
 - `LocalStorage`: files under MEDIA_DIR (`MEDIA_STORAGE=local`); every write lands aside and is renamed
   into place, so a reader sees a whole file or none.
@@ -20,7 +20,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,11 @@ from typing import BinaryIO, Iterator
 
 from .config import Settings
 
-PART_BYTES = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB (all parts but the last)
+# S3's multipart minimum (all parts but the last): what an upload holds in memory. With S3's 10,000
+# parts at most, one object can reach 48 GiB (MAX_UPLOAD_BYTES stays far below).
+PART_BYTES = 5 * 1024 * 1024
+# boto3's file transfers (the transcoders' downloads and uploads): fewer, larger requests, a few at a time.
+TRANSFER_CHUNK_BYTES = 8 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
 PLAYLIST_SUFFIX = ".m3u8"
 TMP_PREFIX = ".tmp-"
@@ -65,7 +68,7 @@ class Storage(ABC):
     def put_file(self, key: str, path: Path) -> None: ...
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         """`cache_control`: stored with an S3 object (the gateway passes `no-cache` on to players: a
         growing playlist); on local disk the streamer decides from the file."""
 
@@ -88,9 +91,6 @@ class Storage(ABC):
     @abstractmethod
     def move_in(self, path: Path, key: str) -> None:
         """Store a local file as `key` and remove the local file (a rename on the same disk)."""
-
-    @abstractmethod
-    def rename(self, source: str, target: str) -> None: ...
 
     @abstractmethod
     def download(self, key: str, path: Path) -> None: ...
@@ -147,13 +147,10 @@ class Storage(ABC):
         (`hls/<id>/<rung>`) so that its playlist appears only after every segment; False when a
         playlist is already published there (nothing is changed then)."""
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Delete objects under `prefix` older than this (uploads whose request died)."""
-        cutoff = time.time() - older_than_seconds
-        stale = [item.key for item in self.list(prefix) if item.modified < cutoff]
-        for key in stale:
-            self.delete(key)
-        return len(stale)
+    @abstractmethod
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """Drop the writes under `prefix` that were neither committed nor aborted (their process died)
+        and received nothing for this long; returns how many. Complete objects are never touched."""
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (nothing to do on local disk)."""
@@ -176,7 +173,10 @@ class Writer(ABC):
 
 
 class LocalWriter(Writer):
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, root: Path):
+        # The folders under `root` this write creates (deepest first), removed again if it is aborted.
+        self.created = [folder for folder in [target.parent, *target.parent.parents]
+                        if folder.is_relative_to(root) and folder != root and not folder.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         self.target = target
         descriptor, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent)
@@ -193,8 +193,14 @@ class LocalWriter(Writer):
         os.replace(self.partial, self.target)
 
     def abort(self) -> None:
+        """Drop the partial file, and the folders this write made unless something else is in them."""
         self.file.close()
         self.partial.unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 class LocalStorage(Storage):
@@ -213,13 +219,13 @@ class LocalStorage(Storage):
         with open(path, "rb") as source:
             self.put_stream(key, source)
 
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         writer = self.writer(key)
         writer.write(data)
         writer.commit()
 
     def writer(self, key: str) -> Writer:
-        return LocalWriter(self.path(key))
+        return LocalWriter(self.path(key), self.root)
 
     def move_in(self, path: Path, key: str) -> None:
         target = self.path(key)
@@ -231,9 +237,6 @@ class LocalStorage(Storage):
                 raise
             self.put_file(key, path)
             Path(path).unlink()
-
-    def rename(self, source: str, target: str) -> None:
-        self.move_in(self.path(source), target)
 
     def download(self, key: str, path: Path) -> None:
         shutil.copyfile(self.path(key), path)
@@ -271,14 +274,16 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Old files under `prefix`, the hidden partial ones of writes that died included."""
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """The hidden partial files of dead writers (and the folder a dead upload made, left empty)."""
         base = self.path(prefix.rstrip("/"))
         cutoff = time.time() - older_than_seconds
-        stale = [path for path in base.rglob("*") if path.is_file() and path.stat().st_mtime < cutoff] \
+        stale = [path for path in base.rglob(f"{TMP_PREFIX}*") if path.is_file() and path.stat().st_mtime < cutoff] \
             if base.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # still holds other files
+                path.parent.rmdir()
         return len(stale)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -339,11 +344,13 @@ def _missing(error) -> bool:
 
 
 class S3Writer(Writer):
-    """A multipart upload fed by `write()`: each full part is sent at once, so at most one part is held."""
+    """A multipart upload fed by `write()`: the bytes gather in one part-sized buffer that is sent as it
+    is whenever it is full (never a copy of it), so an upload in flight holds one part."""
 
     def __init__(self, storage: "S3Storage", key: str, part_bytes: int = PART_BYTES):
         self.storage, self.key, self.part_bytes = storage, key, part_bytes
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # part_bytes long from the first write on; `filled` of them are data
+        self.filled = 0
         self.parts: list[dict] = []
         self.upload_id: str | None = None
 
@@ -352,14 +359,22 @@ class S3Writer(Writer):
         return self.storage.client
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
+        if not self.buffer:
+            self.buffer = bytearray(self.part_bytes)  # calloc: pages count once written
+        view = memoryview(data)
+        while len(view):
+            taken = view[:self.part_bytes - self.filled]
+            self.buffer[self.filled:self.filled + len(taken)] = taken  # same length: in place
+            self.filled += len(taken)
+            view = view[len(taken):]
+            if self.filled == self.part_bytes:
+                self._send(self.buffer)
+                self.filled = 0
         self.size += len(data)
-        while len(self.buffer) >= self.part_bytes:
-            self._send(bytes(self.buffer[:self.part_bytes]))
-            del self.buffer[:self.part_bytes]
         return len(data)
 
-    def _send(self, part: bytes) -> None:
+    def _send(self, part: bytearray) -> None:
+        """botocore sends a bytearray body as it is (a bytes body would be copied behind the headers)."""
         with _unavailable(f"uploading {self.key}"):
             if self.upload_id is None:
                 self.upload_id = self.client.create_multipart_upload(
@@ -370,18 +385,19 @@ class S3Writer(Writer):
             self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def commit(self) -> None:
+        del self.buffer[self.filled:]  # the last part: what was written of it
         if self.upload_id is None:  # smaller than one part: one PUT
-            self.storage.put_bytes(self.key, bytes(self.buffer))
+            self.storage.put_bytes(self.key, self.buffer)
         else:
             if self.buffer:
-                self._send(bytes(self.buffer))
+                self._send(self.buffer)
             with _unavailable(f"uploading {self.key}"):
                 self.client.complete_multipart_upload(Bucket=self.storage.bucket, Key=self.key,
                                                       UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
-        self.buffer = bytearray()
+        self.buffer, self.filled = bytearray(), 0
 
     def abort(self) -> None:
-        self.buffer = bytearray()
+        self.buffer, self.filled = bytearray(), 0
         if self.upload_id is not None:
             with contextlib.suppress(*_s3_errors()):
                 self.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id)
@@ -408,16 +424,16 @@ class S3Storage(Storage):
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"),
         )
-        # Files go up in PART_BYTES parts, a few at a time: memory stays at a few parts.
-        self.transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                       max_concurrency=4)
+        # Files go up and down in TRANSFER_CHUNK_BYTES pieces, a few at a time: memory stays at a few pieces.
+        self.transfer = TransferConfig(multipart_threshold=TRANSFER_CHUNK_BYTES,
+                                       multipart_chunksize=TRANSFER_CHUNK_BYTES, max_concurrency=4)
 
     def put_file(self, key: str, path: Path) -> None:
         with _unavailable(f"uploading {key}"):
             self.client.upload_file(str(path), self.bucket, key, Config=self.transfer,
                                     ExtraArgs={"ContentType": content_type(key)})
 
-    def put_bytes(self, key: str, data: bytes, cache_control: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, cache_control: str | None = None) -> None:
         extra = {"CacheControl": cache_control} if cache_control else {}
         with _unavailable(f"uploading {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key), **extra)
@@ -428,12 +444,6 @@ class S3Storage(Storage):
     def move_in(self, path: Path, key: str) -> None:
         self.put_file(key, path)
         Path(path).unlink()
-
-    def rename(self, source: str, target: str) -> None:
-        with _unavailable(f"moving {source}"):
-            self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target, Config=self.transfer,
-                             ExtraArgs={"ContentType": content_type(target), "MetadataDirective": "REPLACE"})
-        self.delete(source)
 
     def download(self, key: str, path: Path) -> None:
         partial = Path(path).with_name(f"{TMP_PREFIX}{Path(path).name}")
@@ -500,17 +510,23 @@ class S3Storage(Storage):
             self.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
         return True
 
-    def remove_stale(self, prefix: str, older_than_seconds: float) -> int:
-        """Old objects under `prefix`, and multipart uploads under it that were never completed."""
-        removed = super().remove_stale(prefix, older_than_seconds)
-        cutoff = time.time() - older_than_seconds
+    def remove_abandoned_writes(self, prefix: str, older_than_seconds: float) -> int:
+        """Multipart uploads under `prefix` never completed nor aborted, whose newest part (or start, with
+        no part yet) is older than this: a live upload sends a part every few seconds."""
+        cutoff, removed = time.time() - older_than_seconds, 0
         with _unavailable(f"listing uploads under {prefix}"):
-            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-            for upload in answer.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
-                    removed += 1
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                    Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= cutoff:
+                        continue
+                    pages = self.client.get_paginator("list_parts").paginate(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    parts = [part for answer in pages for part in answer.get("Parts", [])]
+                    if max((part["LastModified"].timestamp() for part in parts), default=0) < cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                        removed += 1
         return removed
 
     def ensure_bucket(self) -> None:
@@ -549,8 +565,3 @@ def seaweedfs_command(weed: str, directory: Path, s3_port: int, identities: Path
             *(f"-{flag}={s3_port + offset}" for flag, offset in ports.items()),
             "-filer", "-s3", f"-s3.port={s3_port}", f"-s3.config={identities}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=1024", "-volume.max=0"]
-
-
-def new_upload_key() -> str:
-    """Where an upload in flight is written until its video row exists."""
-    return f"uploads/{uuid.uuid4().hex}.part"

@@ -13,13 +13,14 @@ import jwt
 import psycopg2
 import pytest
 import sqlalchemy as sa
-from flask_migrate import upgrade
+from flask_migrate import Migrate, upgrade
 from redis import Redis
 from videoflix_shared import Settings
 from videoflix_shared.keys import generate
 
 from services.catalog.app import MIGRATIONS_DIR, create_app
 from services.catalog.models import db
+from shared.tests.seaweedfs import seaweedfs  # noqa: F401 - the session's S3 server
 
 PG = os.environ.get("UNIT_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 # Per TEST_SLOT, like the test stacks: two checkouts running their unit tests at once do not share it.
@@ -60,7 +61,9 @@ def settings(tmp_path_factory, keys_dir) -> Settings:
 def make_app(settings):
     """Apps share the database migrated once; `overrides` replace settings (Redis URL, limits)."""
     recreate_database()
-    with create_app({"TESTING": True, "SETTINGS": settings}).app_context():
+    migrated = create_app({"TESTING": True, "SETTINGS": settings})
+    Migrate(migrated, db, directory=MIGRATIONS_DIR)  # create_app sets it up for `flask db` only
+    with migrated.app_context():
         upgrade(directory=MIGRATIONS_DIR)
         db.engine.dispose()
 
@@ -175,11 +178,6 @@ def make_video(app):
     return create
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    """A real S3 server (SeaweedFS) for the session."""
-    from shared.tests.seaweedfs import start_seaweedfs
-
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
+def media_tree(settings) -> list[str]:
+    """Every file and folder under MEDIA_DIR (relative paths): what an upload left on the disk."""
+    return sorted(path.relative_to(settings.media_dir).as_posix() for path in settings.media_dir.rglob("*"))

@@ -11,7 +11,7 @@ from rq import Queue
 from services.catalog.models import Rendition, Video, db
 from services.catalog.queue import QUEUE_NAME, prepare_job_id
 
-from .conftest import CSRF, upload_form
+from .conftest import CSRF, media_tree, upload_form
 
 ADMIN_ID = 7
 
@@ -159,6 +159,7 @@ def test_admin_uploads_a_video_as_its_owner(app, client, login, settings, redis)
     assert without_csrf.status_code == 200
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Video)) == 0
+    assert media_tree(settings) == []  # the refused form's file was dropped
     form = upload_form(title="Admin upload", csrf_token=CSRF)
     response = client.post("/admin/videos/new/", data=form, content_type="multipart/form-data")
     assert response.status_code == 302
@@ -167,7 +168,7 @@ def test_admin_uploads_a_video_as_its_owner(app, client, login, settings, redis)
         assert (stored.title, stored.owner_id, stored.status) == ("Admin upload", ADMIN_ID, "queued")
         original = settings.media_dir / stored.original_path
     assert original.read_bytes() == b"\x00\x00\x00\x18ftypmp42 fake video bytes"
-    assert list((settings.media_dir / "uploads").glob("*.part")) == []
+    assert media_tree(settings) == ["originals", f"originals/{stored.id}", stored.original_path]
 
 
 def test_internal_delete_of_an_owners_videos(app, client, make_video, service_headers, settings):

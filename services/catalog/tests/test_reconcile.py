@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from rq import Queue
+from videoflix_shared.storage import TMP_PREFIX
 
 from services.catalog.models import Video, db
 
@@ -91,16 +92,19 @@ def test_one_pass_fails_loudly_when_redis_is_down(make_app, make_video):
 
 
 def test_abandoned_upload_parts_are_deleted(app, settings):
-    uploads = settings.media_dir / "uploads"
-    uploads.mkdir()
-    abandoned, live = uploads / "abandoned.part", uploads / "live.part"
-    abandoned.write_bytes(b"half an upload")
-    live.write_bytes(b"still arriving")
+    """A worker killed mid-upload leaves its writer's hidden partial file in the original's folder."""
+    originals = settings.media_dir / "originals"
+    abandoned, live = originals / "41" / f"{TMP_PREFIX}clip.mp4-x1", originals / "42" / f"{TMP_PREFIX}clip.mp4-x2"
+    complete = originals / "40" / "clip.mp4"
+    for path, data in ((abandoned, b"half an upload"), (live, b"still arriving"), (complete, b"a whole original")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
     two_hours_ago = time.time() - 7200
-    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    for path in (abandoned, complete):
+        os.utime(path, (two_hours_ago, two_hours_ago))
     assert reconcile(app).exit_code == 0
-    assert not abandoned.exists()
-    assert live.exists()
+    assert not abandoned.parent.exists()
+    assert live.exists() and complete.exists()
 
 
 def test_a_video_whose_jobs_keep_getting_lost_is_given_up(app, make_video, redis):

@@ -31,13 +31,24 @@ def files_under(directory):
     return sorted(str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file())
 
 
+def s3_calls(app) -> list[str]:
+    """The names of the S3 operations the app's storage sends from now on (botocore's events)."""
+    calls = []
+    app.extensions["storage"].client.meta.events.register(
+        "before-call.s3", lambda model, **_: calls.append(model.name))
+    return calls
+
+
 def test_an_upload_streams_into_the_bucket_part_by_part(s3_app, bucket, login, settings):
     data = bytes(range(256)) * (2 * PART_BYTES // 256 + 4321)  # two full parts and a bit
+    calls = s3_calls(s3_app)
     response = post_video(login(s3_app.test_client(), 1), data)
     assert response.status_code == 201, response.json
     video_id = response.json["id"]
     assert bucket.get(f"originals/{video_id}/clip.mp4") == data
-    assert bucket.list("uploads/") == []
+    # Streamed straight to the original's key: three parts, no copy, nothing else in the bucket.
+    assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
+    assert [item.key for item in bucket.list("")] == [f"originals/{video_id}/clip.mp4"]
     assert files_under(settings.media_dir) == []  # nothing on the catalog's disk
     with s3_app.app_context():
         assert db.session.get(Video, video_id).original_path == f"originals/{video_id}/clip.mp4"
@@ -126,3 +137,15 @@ def test_create_bucket_on_an_unreachable_endpoint_fails_with_a_message(make_app)
     result = app.test_cli_runner().invoke(args=["media", "create-bucket", "--wait", "0"])
     assert result.exit_code == 1
     assert "creating bucket videoflix" in result.output and "Traceback" not in result.output
+
+
+def test_a_refused_upload_leaves_no_object_and_no_multipart_upload(make_app, seaweedfs, bucket, login):
+    app = make_app(media_storage="s3", s3_endpoint_url=seaweedfs.url, s3_bucket=seaweedfs.bucket,
+                   s3_access_key_id=seaweedfs.service[0], s3_secret_access_key=seaweedfs.service[1],
+                   max_upload_bytes=PART_BYTES + 1000)
+    response = post_video(login(app.test_client(), 1), b"x" * (PART_BYTES + 1001))  # one part sent, then 413
+    assert response.status_code == 413
+    assert bucket.list("") == []
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.bucket).get("Uploads", []) == []
+    with app.app_context():
+        assert db.session.query(Video).count() == 0

@@ -1,4 +1,4 @@
-"""POST /api/video/upload/: streamed to disk, committed, then enqueued on rq."""
+"""POST /api/video/upload/: streamed to its original's place on disk, committed, then enqueued on rq."""
 from __future__ import annotations
 
 import tracemalloc
@@ -10,7 +10,7 @@ from rq.job import Job
 
 from services.catalog.models import Video, db
 
-from .conftest import CSRF, upload_form
+from .conftest import CSRF, media_tree, upload_form
 
 
 def stored_videos(app):
@@ -30,7 +30,8 @@ def test_upload_stores_the_file_and_enqueues_prepare_video(app, client, upload, 
     assert body["title"] == "Holiday" and body["category"] == "Travel"
     stored = settings.media_dir / "originals" / str(body["id"]) / "Holiday_clip.mp4"
     assert stored.read_bytes() == content
-    assert list((settings.media_dir / "uploads").iterdir()) == []
+    # Written there as it arrived: nothing else on the disk, no spool moved afterwards.
+    assert media_tree(settings) == ["originals", f"originals/{body['id']}", f"originals/{body['id']}/Holiday_clip.mp4"]
 
     queue = Queue("transcode", connection=redis)
     assert queue.get_job_ids() == [f"prepare-video-{body['id']}"]
@@ -57,7 +58,7 @@ def test_upload_with_missing_or_wrong_csrf_header_is_403(app, client, login, set
         assert response.status_code == 403
         assert response.json == {"detail": "CSRF token missing or incorrect."}
     assert stored_videos(app) == []
-    assert not (settings.media_dir / "uploads").exists()
+    assert media_tree(settings) == []
 
 
 def test_every_missing_field_is_reported_at_once(client, login):
@@ -76,7 +77,7 @@ def test_empty_file_and_blank_fields_are_400(app, client, upload, settings):
     assert response.status_code == 400
     assert set(response.json) == {"category", "description"}
     assert stored_videos(app) == []
-    assert list((settings.media_dir / "uploads").iterdir()) == []
+    assert media_tree(settings) == []
 
 
 @pytest.mark.parametrize("field, value", [
@@ -86,7 +87,7 @@ def test_control_characters_in_any_field_are_400_and_store_nothing(app, client, 
     response = upload(client, **{field: value})
     assert response.status_code == 400 and response.json == {field: ["Control characters are not allowed."]}
     assert stored_videos(app) == []
-    assert not (settings.media_dir / "uploads").exists() or list((settings.media_dir / "uploads").iterdir()) == []
+    assert media_tree(settings) == []
 
 
 def test_a_text_field_named_file_is_not_a_file(client, login):
@@ -104,7 +105,7 @@ def test_file_one_byte_over_the_limit_is_413_and_leaves_nothing(make_app, upload
     assert response.status_code == 413
     assert response.json == {"detail": "Request body too large."}
     assert stored_videos(app) == []
-    assert list((settings.media_dir / "uploads").iterdir()) == []
+    assert media_tree(settings) == []
     assert upload(client, content=b"x" * 4096).status_code == 201
 
 
@@ -160,4 +161,4 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(app, client, login,
                            headers={"X-CSRFToken": CSRF}, environ_overrides={"CONTENT_LENGTH": "900000"})
     assert response.status_code == 400
     assert stored_videos(app) == []
-    assert list((settings.media_dir / "uploads").iterdir()) == []
+    assert media_tree(settings) == []

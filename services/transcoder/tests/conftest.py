@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from shared.tests.seaweedfs import start_seaweedfs
+from shared.tests.seaweedfs import seaweedfs  # noqa: F401 - the session's S3 server
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -115,11 +115,3 @@ def work_horse(worker_pid: int) -> int | None:
         if session == child:
             return child
     return None
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    """A real S3 server (SeaweedFS) for the session."""
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()

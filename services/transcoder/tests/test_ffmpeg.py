@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, audio_command, chunk_command, gop_frames, join_command,
-                                        probe_command, rung_command, split_command, thumbnail_command)
+from services.transcoder.ffmpeg import (SOURCE_DEMUXERS, append_command, audio_command, chunk_command, gop_frames,
+                                        join_command, probe_command, rung_command, split_command, thumbnail_command)
 from services.transcoder.ladder import BY_NAME, small_source_rendition
 
 SOURCE = Path("/media/originals/7/clip.mp4")
@@ -58,6 +58,47 @@ def test_progressive_first_rung_encodes_faster_into_a_growing_playlist():
         *HEAD, "-map", "0:v:0", "-map", "0:a:0", *expected, "-c:a", "aac", "-b:a", "128k", "-ac", "2",
         "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "event", "-hls_flags",
         "independent_segments+temp_file", "-hls_segment_filename", "segment_%03d.ts", "index.m3u8",
+    ]
+
+
+def test_first_chunk_of_a_long_first_rung_keeps_the_frames_and_audio_packets_before_its_end():
+    """Of a source longer than one chunk the progressive first rung encodes the first chunk: frames before
+    60 s, the audio read a second further (its last packets as a whole-source encode makes them) and its
+    packets from 60 s on dropped: each lands in the chunk its time falls in."""
+    command = rung_command(SOURCE, BY_NAME["480p"], fps=25, has_audio=True, demuxer="mov", progressive=True,
+                           head_seconds=60)
+    assert command[command.index("-t") + 1] == "61" and command.index("-t") < command.index("-i")
+    assert command[command.index("-vf") + 1] == "trim=end=60,scale=-2:480"
+    assert command[command.index("-bsf:a") + 1] == "noise=drop=trunc(pts*tb/60)"
+    assert command[command.index("-hls_playlist_type") + 1] == "event"
+    silent = rung_command(SOURCE, BY_NAME["480p"], fps=25, has_audio=False, demuxer="mov", progressive=True,
+                          head_seconds=60)
+    assert "-bsf:a" not in silent and "0:a:0" not in silent
+
+
+def test_chunk_of_the_growing_first_rung_is_encoded_like_its_first_chunk_with_raw_timestamps():
+    command = chunk_command(SOURCE, BY_NAME["480p"], 25, 60, 60, Path("c.ts"), demuxer="mov", growing=True)
+    assert command[command.index("-preset") + 1] == "superfast"
+    assert command[-6:] == ["-avoid_negative_ts", "disabled", "-f", "mpegts", "-y", "c.ts"]
+
+
+@pytest.mark.parametrize("audio, end, width", [(Path("/s/audio.ts"), 180, 5400000), (None, None, None),
+                                               (Path("/s/audio.ts"), None, 900000000000)])
+def test_append_moves_a_chunk_to_the_source_time_and_keeps_the_audio_packets_of_its_time(audio, end, width):
+    """Chunk 2 (120 s to `end`) after a first chunk whose muxer shifted its timestamps by 0.08 s: the
+    video moves by start + shift, the audio by shift (each minus the muxer's 1.4 s added again), and of
+    the whole-source audio only packets in [120 s, end) stay (90 kHz ticks, as the filter sees them)."""
+    command = append_command(Path("/s/chunk_0002.ts"), audio, Path("/s/out"), 120, end, 0.08, 30)
+    video_input = ["-copyts", "-itsoffset", "118.680000", "-protocol_whitelist", "file", "-f", "mpegts",
+                   "-i", "file:/s/chunk_0002.ts"]
+    audio_input = ["-itsoffset", "-1.320000", "-protocol_whitelist", "file", "-f", "mpegts", "-i",
+                   "file:/s/audio.ts", "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
+                   "-bsf:a", f"noise=drop=floor((pts-{round(120.08 * 90000)})/{width})"]
+    assert command == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *video_input,
+        *(audio_input if audio else ["-map", "0:v:0", "-c", "copy"]),
+        "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_flags", "independent_segments",
+        "-start_number", "30", "-hls_segment_filename", "/s/out/segment_%03d.ts", "/s/out/index.m3u8",
     ]
 
 
@@ -159,7 +200,8 @@ def test_audio_is_encoded_once_for_the_whole_source():
     assert audio_command(SOURCE, BY_NAME["1080p"], Path("/m/audio_192k.ts"), demuxer="mov") == [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
         "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
-        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "192k", "-ac", "2", "-f", "mpegts", "-y", "/m/audio_192k.ts",
+        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "192k", "-ac", "2", "-avoid_negative_ts", "disabled",
+        "-f", "mpegts", "-y", "/m/audio_192k.ts",
     ]
 
 

@@ -4,6 +4,7 @@ The stand-in only records what the transcoder sends (the catalog's own tests cov
 Redis: TRANSCODER_TEST_REDIS_URL, default db 14 of the local server, flushed by these tests.
 """
 import json
+import subprocess
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,11 +147,17 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
                      "has_audio": True, "rungs": ["480p", "360p", "720p"]}
     queue = Queue(jobs.QUEUE, connection=redis)
     chunk_jobs = [f"video-5-{rung}-chunk-{index}" for index in range(3) for rung in ("360p", "720p")]
-    expected = ["video-5-480p", "video-5-thumbnail", *chunk_jobs, "video-5-audio-96k", "video-5-audio-128k"]
+    # The first rung: its first chunk progressive, its audio and its other chunks right after (ahead of
+    # the other rungs); the 128k audio serves 720p too.
+    expected = ["video-5-480p", "video-5-thumbnail", "video-5-audio-128k", "video-5-480p-chunk-1",
+                "video-5-480p-chunk-2", *chunk_jobs, "video-5-audio-96k"]
     assert queue.job_ids == expected
     first = queue.fetch_job("video-5-480p")
-    assert (first.args, first.kwargs["progressive"], first.retries_left) == ((5, "480p"), True, jobs.RETRIES)
-    assert first.timeout == int(120 + 4 * probe_source(original).duration)
+    assert (first.args, first.kwargs["progressive"], first.kwargs["head_seconds"], first.retries_left) == (
+        (5, "480p"), True, 4, jobs.RETRIES)
+    assert first.timeout == 120 + 4 * 4
+    assert queue.fetch_job("video-5-480p-chunk-2").kwargs["growing"] is True
+    assert queue.fetch_job("video-5-audio-128k").args == (5, 128, ["480p", "720p"])
     assert queue.fetch_job("video-5-720p-chunk-2").args == (5, "720p", 2, 8, None)
     join = queue.fetch_job("video-5-720p-join")
     assert join.get_status() == JobStatus.DEFERRED
@@ -161,11 +168,12 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
 
     run_queue(redis)
     renditions = [r for r in catalog.posted(5, "renditions") if not r["growing"]]
-    assert [(r["rung"], r["width"], r["height"]) for r in renditions] == [
-        ("480p", 854, 480), ("360p", 640, 360), ("720p", 1280, 720)]
+    assert renditions[0]["rung"] == "480p"  # the first rung complete first: its chunks go before the others
+    assert sorted((r["rung"], r["width"], r["height"]) for r in renditions) == [
+        ("360p", 640, 360), ("480p", 854, 480), ("720p", 1280, 720)]
     assert all(r["bandwidth"] > 100_000 for r in renditions)
     assert catalog.posted(5, "thumbnail") == [{"path": "hls/5/thumbnail.jpg"}]
-    for rung in ("360p", "720p"):  # chunk by chunk, never backwards
+    for rung in ("480p", "360p", "720p"):  # chunk by chunk, never backwards
         percents = [body["percent"] for body in catalog.posted(5, "progress") if body["rung"] == rung]
         assert percents == sorted(percents) and percents[-1] == 100, percents
 
@@ -179,6 +187,68 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
                  for rung in ("360p", "480p", "720p")}
     assert durations["360p"] == durations["480p"] == durations["720p"], durations
     assert list((env.parent / "scratch").iterdir()) == []
+    # The first rung: its first chunk and the two appended after it, one continuous timeline: a frame
+    # every 40 ms, an audio packet every 1024 samples across the chunk boundaries at 4 s and 8 s.
+    video_times, audio_times = packet_times(video / "480p" / "index.m3u8")
+    assert steps(video_times) == {0.04} and len(video_times) == 250
+    assert steps(audio_times) == {0.0232} and audio_times[-1] - audio_times[0] == pytest.approx(10, abs=0.05)
+
+
+def packet_times(playlist: Path) -> tuple[list[float], list[float]]:
+    """Presentation times of the video and of the audio packets of an HLS playlist, each sorted."""
+    result = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time",
+                             "-of", "csv=p=0", str(playlist)], capture_output=True, text=True, check=True)
+    rows = [line.split(",") for line in result.stdout.split() if line]
+    return (sorted(float(time) for kind, time, *_ in rows if kind == "video"),
+            sorted(float(time) for kind, time, *_ in rows if kind == "audio"))
+
+
+def steps(times: list[float]) -> set[float]:
+    return {round(later - earlier, 4) for earlier, later in zip(times, times[1:])}
+
+
+def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_order(env, catalog, make_clip, media,
+                                                                                    monkeypatch):
+    """Any order on any worker: the last chunk, then the audio, then chunk 1 are stored before the first
+    chunk is encoded; nothing is appended until the first chunk is in, then all of them, in order, by the
+    job that completed the sequence, and the playlist ends."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 19, make_clip(media / "clip-19.mp4", 854, 480, 10))
+    source = probe_source(original)
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=True, demuxer=source.demuxer)
+    publish.mark_chunks_pending(jobs.storage_from_settings(jobs.Settings.from_env()), 19, ["480p"])
+    jobs.transcode_chunk(19, "480p", 2, 8, None, **arguments, growing=True)
+    jobs.encode_audio(19, 128, ["480p"], source_path=key(original), source_height=480, demuxer=source.demuxer,
+                      growing="480p", duration=source.duration)
+    jobs.transcode_chunk(19, "480p", 1, 4, 4, **arguments, growing=True)
+    playlist = env / "hls" / "19" / "480p" / "index.m3u8"
+    assert not playlist.exists() and catalog.posted(19, "progress") == []
+    jobs.transcode_rung(19, "480p", **arguments, progressive=True, head_seconds=4)
+    text = playlist.read_text()
+    assert text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert [uri for _, uri in publish.playlist_segments(text)] == [f"segment_{n:03d}.ts" for n in range(3)]
+    video_times, audio_times = packet_times(playlist)
+    assert steps(video_times) == {0.04} and steps(audio_times) == {0.0232}
+    assert [r["growing"] for r in catalog.posted(19, "renditions")] == [True, False]
+    percents = [body["percent"] for body in catalog.posted(19, "progress")]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert not (env / "hls" / "19" / ".chunks").exists()
+
+
+def test_a_silent_first_rung_is_appended_chunk_by_chunk_too(env, catalog, make_clip, media, monkeypatch):
+    """No audio: the shift comes from the first frame; the frames continue across the boundary at 4 s."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 22, make_clip(media / "clip-22.mp4", 854, 480, 8, audio=False))
+    source = probe_source(original)
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=False, demuxer=source.demuxer)
+    jobs.transcode_rung(22, "480p", **arguments, progressive=True, head_seconds=4)
+    jobs.transcode_chunk(22, "480p", 1, 4, None, **arguments, growing=True)
+    playlist = env / "hls" / "22" / "480p" / "index.m3u8"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    video_times, audio_times = packet_times(playlist)
+    assert steps(video_times) == {0.04} and len(video_times) == 200 and audio_times == []
 
 
 def test_a_repeated_chunk_is_not_encoded_again(env, catalog, make_clip, media, monkeypatch):
@@ -327,9 +397,11 @@ def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, mon
     enqueued = jobs.enqueue_ladder(queue, 15, "originals/15/clip.mp4", declared_ten_hours,
                                    [BY_NAME["480p"], BY_NAME["360p"], BY_NAME["720p"], BY_NAME["1080p"]])
     timeouts = {job.id: job.timeout for job in enqueued}
-    assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (900, 180)
+    # The first rung's job encodes its first chunk only; its other chunks also append (a stream copy each).
+    assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (120 + 4 * 60, 180)
+    assert timeouts["video-15-480p-chunk-1"] == 900 and timeouts["video-15-audio-128k"] == 900
     assert timeouts["video-15-1080p-chunk-0"] == 120 + 10 * 60 and timeouts["video-15-audio-96k"] == 900
-    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + 600 * 3 + 3 + 3
+    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 600 * 3 + 2 + 3
     assert all(job.kwargs["demuxer"] == "mov" for job in enqueued if "join" not in job.id)
 
 

@@ -241,3 +241,42 @@ def test_audio_stays_for_a_rung_whose_chunks_have_not_started(storage):
     storage.put_bytes(publish.audio_key(6, 128), b"audio")
     publish.remove_chunks(storage, 6, "720p")
     assert storage.exists(publish.audio_key(6, 128))
+
+
+def write_chunk(directory, numbers, last_seconds=4.0):
+    """What `ffmpeg.append_command` leaves in staging: a VOD playlist of one chunk's segments."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for number in numbers:
+        (directory / f"segment_{number:03d}.ts").write_bytes(bytes([number]) * 188)
+        lines += [f"#EXTINF:{4.0 if number != numbers[-1] else last_seconds:.6f},", f"segment_{number:03d}.ts"]
+    (directory / "index.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
+
+
+def test_chunks_are_appended_to_the_growing_playlist_in_order_and_the_last_finishes_it(storage, tmp_path):
+    """The first chunk grew segment by segment; chunk 1 (segments 2-3) is appended after it, still EVENT;
+    an appender that crashed after putting chunk 2's playlist and is retried lists its segments once;
+    the last chunk ends the playlist."""
+    first = tmp_path / "first"
+    write_event(first, 2, finished=True)
+    publish.GrowingRung(storage, first, 7, "480p").sync()
+    assert not publish.is_published(storage, 7, "480p")
+    write_chunk(tmp_path / "chunk-1", [2, 3])
+    assert publish.append_chunk(storage, tmp_path / "chunk-1", 7, "480p", 2, finished=False) == 4
+    playlist = storage.get("hls/7/480p/index.m3u8").decode()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in playlist and "#EXT-X-ENDLIST" not in playlist
+    assert storage.get("hls/7/480p/segment_003.ts") == bytes([3]) * 188
+    write_chunk(tmp_path / "chunk-2", [4, 5], last_seconds=1.5)
+    assert publish.append_chunk(storage, tmp_path / "chunk-2", 7, "480p", 4, finished=True) == 6
+    assert publish.append_chunk(storage, tmp_path / "chunk-2", 7, "480p", 4, finished=True) == 6
+    segments = publish.playlist_segments(storage.get("hls/7/480p/index.m3u8").decode())
+    assert segments == [(4.0, f"segment_{n:03d}.ts") for n in range(5)] + [(1.5, "segment_005.ts")]
+    assert publish.is_published(storage, 7, "480p")
+
+
+def test_growing_state_lives_with_the_chunks(storage):
+    assert publish.growing_state(storage, 7, "480p") == publish.GrowingState(0, None)
+    publish.save_growing_state(storage, 7, "480p", publish.GrowingState(chunks=2, shift_ticks=7200))
+    assert publish.growing_state(storage, 7, "480p") == publish.GrowingState(2, 7200)
+    publish.remove_chunks(storage, 7, "480p")  # once the rung is finished
+    assert publish.growing_state(storage, 7, "480p") == publish.GrowingState(0, None)
