@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -45,6 +46,7 @@ from videoflix_shared import Settings
 from videoflix_shared.storage import Storage, storage_from_settings
 
 from . import ffmpeg, ladder, metrics, probe, publish
+from .originals import OriginalsCache
 from .catalog_client import CatalogClient, VideoGone
 from .process import ResourceLimits
 from .progress import Throttle, percent_done
@@ -66,6 +68,7 @@ FIRST_PLAYABLE_SEGMENTS = 2
 # The rest of the ladder yields the cores to first rungs (its own video's and others'): what a viewer waits for.
 REST_NICENESS = 10
 AUDIO_TIMEOUT_FACTOR = 0.5
+PREFETCH_TIMEOUT_SECONDS = 600
 JOIN_TIMEOUT_FACTOR = 0.2
 # Appending the chunks of the growing first rung: one appender at a time per rung (any host). The lock
 # expires if its holder dies; a job waiting longer than that raises and is retried.
@@ -76,6 +79,11 @@ APPEND_LOCK_WAIT_SECONDS = 300
 def _context() -> tuple[Settings, CatalogClient, Storage]:
     settings = Settings.from_env()
     return settings, CatalogClient.from_settings(settings), storage_from_settings(settings)
+
+
+def originals(settings: Settings, storage: Storage) -> OriginalsCache:
+    """Where jobs read the original from: in place on local disk, else this host's cache (originals.py)."""
+    return OriginalsCache.from_settings(settings, storage)
 
 
 SCRATCH_PREFIX = "job-"
@@ -100,6 +108,7 @@ def job_scratch(settings: Settings) -> Iterator[Path]:
     root = settings.transcoder_scratch_dir
     root.mkdir(parents=True, exist_ok=True)
     remove_dead_scratch(root)
+    OriginalsCache(None, root, 0).expire()
     directory = root / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     directory.mkdir()
     try:
@@ -131,6 +140,7 @@ def stop_if_video_gone(catalog: CatalogClient, storage: Storage, video_id: int) 
             raise
         log.info("video gone, job dropped", extra={"fields": {"video_id": video_id}})
         storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
+        OriginalsCache(storage, Settings.from_env().transcoder_scratch_dir, 0).evict_video(video_id)
 
 
 def original_key(storage: Storage, video_id: int, source_path: str | None) -> str:
@@ -159,9 +169,14 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
         catalog.video(video_id)
         try:
             source = original_key(storage, video_id, source_path)
-            with storage.local_copy(source, scratch) as local:
+            if storage.local_path(source) is None:
+                enqueue_prefetch(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source)
+            started = time.monotonic()
+            with originals(settings, storage).local_copy(source, scratch) as local:
+                fetched = time.monotonic()
                 media = probe.probe_source(local, probe.SourceLimits.from_settings(settings),
                                            ResourceLimits.from_settings(settings))
+                probed = time.monotonic()
         except probe.UnusableMedia as error:
             log.info("unusable upload", extra={"fields": {"video_id": video_id, "reason": str(error)}})
             catalog.report_failed(video_id, str(error))
@@ -171,6 +186,29 @@ def prepare_video(video_id: int, source_path: str | None = None) -> None:
                              [rung.name for rung in rungs])
         enqueue_ladder(Queue(QUEUE, connection=Redis.from_url(settings.redis_url)), video_id, source, media, rungs,
                        settings.transcode_job_timeout_seconds, storage=storage)
+        log.info("video prepared", extra={"fields": {
+            "video_id": video_id, "fetch_s": round(fetched - started, 3), "probe_s": round(probed - fetched, 3),
+            "report_and_enqueue_s": round(time.monotonic() - probed, 3)}})
+
+
+def prefetch_job_id(video_id: int) -> str:
+    return f"video-{video_id}-prefetch"
+
+
+def enqueue_prefetch(queue: Queue, video_id: int, source: str) -> Job:
+    """`prefetch_original` at the front of the queue: best effort (no retry, a failure reports nothing)."""
+    return queue.enqueue(prefetch_original, args=(video_id, source), job_id=prefetch_job_id(video_id), at_front=True,
+                         job_timeout=PREFETCH_TIMEOUT_SECONDS, on_stopped=Callback(remove_stopped_job_files))
+
+
+def prefetch_original(video_id: int, source_path: str) -> None:
+    """Download an original into this host's cache while `prepare_video` probes it on another host (only
+    bytes on a disk: nothing reads them before the probe has accepted them). The first rung then starts
+    at once on either host, instead of after a second download of the whole file."""
+    settings, catalog, storage = _context()
+    with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch, \
+            originals(settings, storage).local_copy(source_path, scratch):
+        pass
 
 
 def rung_job_id(video_id: int, rung: str) -> str:
@@ -350,7 +388,7 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
             length = head_seconds if head_seconds is not None else duration
             on_seconds = progress_reporter(catalog, video_id, [rung], duration)
             limits = ResourceLimits.from_settings(settings)
-            with metrics.encoding([rung], length), storage.local_copy(source_path, scratch) as source, \
+            with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source, \
                     publish.staging_dir(scratch, rung) as staged:
                 command = ffmpeg.rung_command(source, rendition, fps, has_audio, demuxer=demuxer,
                                               progressive=progressive, head_seconds=head_seconds)
@@ -363,9 +401,11 @@ def transcode_rung(video_id: int, rung: str, source_path: str, source_height: in
                 metrics.count_segments(rung, staged)
             if head_seconds is not None:
                 publish.save_growing_state(storage, video_id, rung, publish.GrowingState(chunks=1))
-        report_renditions(catalog, storage, video_id, [rung], scratch)
+        listed = report_renditions(catalog, storage, video_id, [rung], scratch)
         if head_seconds is not None and not published:
             append_ready(settings, catalog, storage, video_id, rung, source_height, duration, has_audio, scratch)
+        else:
+            release_original_if_ladder_done(settings, storage, video_id, source_height, listed)
 
 
 def encode_growing(catalog: CatalogClient, storage: Storage, video_id: int, rung: str, command: list[str],
@@ -406,7 +446,7 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
         if missing:
             with metrics.encoding([rendition.name for rendition in missing], duration), \
                     contextlib.ExitStack() as stack:
-                source = stack.enter_context(storage.local_copy(source_path, scratch))
+                source = stack.enter_context(originals(settings, storage).local_copy(source_path, scratch))
                 outputs = [(rendition, stack.enter_context(publish.staging_dir(scratch, rendition.name)))
                            for rendition in missing]
                 command = ffmpeg.split_command(source, outputs, fps, has_audio, demuxer=demuxer)
@@ -416,7 +456,8 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
                 for rendition, staged in outputs:
                     metrics.count_segments(rendition.name, staged)
                     publish.publish_rung(storage, staged, video_id, rendition.name)
-        report_renditions(catalog, storage, video_id, rungs, scratch)
+        published = report_renditions(catalog, storage, video_id, rungs, scratch)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
 def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds: float | None, source_path: str,
@@ -438,7 +479,7 @@ def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds:
             rendition = ladder.rendition_for(rung, source_height)
             length = seconds if seconds is not None else duration - start
             staged = scratch / Path(key).name
-            with metrics.encoding([rung], length), storage.local_copy(source_path, scratch) as source:
+            with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.chunk_command(source, rendition, fps, start, seconds, staged, demuxer=demuxer,
                                                 growing=growing),
                            ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
@@ -464,7 +505,7 @@ def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: 
         if not storage.exists(key) and not all(publish.is_published(storage, video_id, rung) for rung in rungs):
             rendition = ladder.rendition_for(rungs[0], source_height)
             staged = scratch / Path(key).name
-            with storage.local_copy(source_path, scratch) as source:
+            with originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer),
                            ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
             storage.put_file(key, staged)
@@ -521,8 +562,9 @@ def append_ready(settings: Settings, catalog: CatalogClient, storage: Storage, v
         with contextlib.suppress(Exception):
             lock.release()
     if state.chunks == len(chunks):
-        report_renditions(catalog, storage, video_id, [rung], scratch)
+        listed = report_renditions(catalog, storage, video_id, [rung], scratch)
         publish.remove_chunks(storage, video_id, rung)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, listed)
 
 
 def join_rung(video_id: int, rung: str, chunk_count: int, source_height: int, has_audio: bool) -> None:
@@ -543,13 +585,15 @@ def join_rung(video_id: int, rung: str, chunk_count: int, source_height: int, ha
                 ffmpeg.run(ffmpeg.join_command(listing, audio, staged), ResourceLimits.from_settings(settings))
                 metrics.count_segments(rung, staged)
                 publish.publish_rung(storage, staged, video_id, rung)
-        report_renditions(catalog, storage, video_id, [rung], scratch)
+        published = report_renditions(catalog, storage, video_id, [rung], scratch)
         publish.remove_chunks(storage, video_id, rung)
+        release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
 def report_renditions(catalog: CatalogClient, storage: Storage, video_id: int, rungs: list[str],
-                      scratch: Path) -> None:
-    """Make master.m3u8 list every published rung (complete or growing), then tell the catalog about `rungs`."""
+                      scratch: Path) -> dict[str, publish.PublishedRung]:
+    """Make master.m3u8 list every published rung (complete or growing), then tell the catalog about `rungs`;
+    returns the rungs the master lists, by name."""
     published = {entry.name: entry for entry in publish.update_master(storage, video_id, scratch)}
     for rung in rungs:
         entry = published[rung]
@@ -557,6 +601,15 @@ def report_renditions(catalog: CatalogClient, storage: Storage, video_id: int, r
                                  growing=not entry.complete)
         log.info("rung growing" if not entry.complete else "rung published",
                  extra={"fields": {"video_id": video_id, "rung": rung}})
+    return published
+
+
+def release_original_if_ladder_done(settings: Settings, storage: Storage, video_id: int, source_height: int,
+                                    published: dict[str, publish.PublishedRung]) -> None:
+    """Every rung of the ladder complete: this host's cached original is needed no more (other hosts drop
+    theirs when idle, originals.IDLE_SECONDS)."""
+    if all(rung.name in published and published[rung.name].complete for rung in ladder.choose_rungs(source_height)):
+        originals(settings, storage).evict_video(video_id)
 
 
 def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: str) -> None:
@@ -565,7 +618,7 @@ def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: st
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
         staged = scratch / publish.THUMBNAIL
-        with storage.local_copy(source_path, scratch) as source:
+        with originals(settings, storage).local_copy(source_path, scratch) as source:
             # A seek past the last frame (a wrong container duration) yields nothing: fall back to the start.
             for position in (duration * THUMBNAIL_POSITION, 0):
                 ffmpeg.run(ffmpeg.thumbnail_command(source, staged, position, demuxer=demuxer),
@@ -607,7 +660,7 @@ def notify_failure(job: Job, error: BaseException | None) -> None:
     """Tell the catalog about a job that rq will not retry any more (the thumbnail only gets logged)."""
     video_id, reason = job.args[0], failure_reason(job, error)
     log.error("job failed for good", extra={"fields": {"job_id": job.id, "reason": reason}})
-    if job.func_name.endswith("make_thumbnail"):
+    if job.func_name.endswith(("make_thumbnail", "prefetch_original")):
         return
     try:
         _, catalog, _ = _context()
@@ -626,6 +679,7 @@ def remove_stopped_job_files(job: Job, connection) -> None:
     remove_dead_scratch(settings.transcoder_scratch_dir)
     if is_gone(catalog, video_id):
         storage.delete_prefix(f"{publish.video_prefix(video_id)}/")
+        originals(settings, storage).evict_video(video_id)
 
 
 def report_final_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:

@@ -26,6 +26,7 @@ from videoflix_shared import Settings
 from videoflix_shared.logs import configure_logging
 
 from .jobs import QUEUE, notify_failure, remove_dead_scratch
+from .originals import OriginalsCache
 from .process import die_with_parent
 
 WORKER_TTL = 20  # idle workers block on the queue for WORKER_TTL - 15 s, then run maintenance if due
@@ -165,6 +166,8 @@ def main() -> int:
     logging.getLogger("rq.worker").addFilter(QuietMaintenance())
     for stale in remove_dead_scratch(settings.transcoder_scratch_dir):  # of jobs that died with a worker
         log.info("stale scratch directory removed", extra={"fields": {"path": str(stale)}})
+    for key in OriginalsCache(None, settings.transcoder_scratch_dir, 0).expire():
+        log.info("idle original dropped from the cache", extra={"fields": {"key": key}})
     worker = build_worker(settings)
     log.info("transcoder worker starting",
              extra={"fields": {"worker": worker.name, "pid": os.getpid()}})

@@ -74,6 +74,7 @@ class Settings:
     gateway_s3_access_key_id: str
     gateway_s3_secret_access_key: str
     transcoder_scratch_dir: Path
+    transcoder_originals_cache_mb: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -127,6 +128,7 @@ class Settings:
             gateway_s3_access_key_id=get("GATEWAY_S3_ACCESS_KEY_ID", ""),
             gateway_s3_secret_access_key=get("GATEWAY_S3_SECRET_ACCESS_KEY", ""),
             transcoder_scratch_dir=Path(get("TRANSCODER_SCRATCH_DIR", "") or var_dir / "scratch"),
+            transcoder_originals_cache_mb=int(get("TRANSCODER_ORIGINALS_CACHE_MB", "10240")),
         )
 
     @property

@@ -95,10 +95,19 @@ class Storage(ABC):
     @abstractmethod
     def download(self, key: str, path: Path) -> None: ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The stored file itself when the backend keeps objects as files on this disk (FileNotFoundError
+        if it is missing); None when they must be downloaded."""
+        return None
+
     @contextlib.contextmanager
     def local_copy(self, key: str, directory: Path) -> Iterator[Path]:
         """A local file with the object's bytes for as long as the block runs (ffmpeg reads local
         files only): the stored file itself on local disk, a download into `directory` otherwise."""
+        stored = self.local_path(key)
+        if stored is not None:
+            yield stored
+            return
         target = Path(directory) / key  # the key in the path: `originals/<id>/` names the video in ps
         target.parent.mkdir(parents=True, exist_ok=True)
         self.download(key, target)
@@ -232,12 +241,11 @@ class LocalStorage(Storage):
     def download(self, key: str, path: Path) -> None:
         shutil.copyfile(self.path(key), path)
 
-    @contextlib.contextmanager
-    def local_copy(self, key: str, directory: Path) -> Iterator[Path]:
+    def local_path(self, key: str) -> Path:
         path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(key)
-        yield path
+        return path
 
     def get_range(self, key: str, start: int = 0, length: int | None = None) -> bytes | None:
         try:

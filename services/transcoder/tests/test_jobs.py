@@ -15,10 +15,12 @@ from rq import Queue, SimpleWorker
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
 
-from services.transcoder import jobs, ladder, publish
+from services.transcoder import jobs, ladder, originals, publish
 from services.transcoder.ladder import BY_NAME
+from services.transcoder.originals import OriginalsCache
 from services.transcoder.probe import SourceMedia, probe_source
 from services.transcoder.tests.conftest import wait_for
+from videoflix_shared.storage import S3Storage
 
 TOKEN = "unit-test-service-token"
 
@@ -468,6 +470,9 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
                         "MEDIA_DIR": str(env / "absent")}.items():
         monkeypatch.setenv(name, value)
     storage.put_file("originals/20/clip.mp4", make_clip(media / "clip-20.mp4", 854, 480, 6))
+    downloads = []
+    download = S3Storage.download
+    monkeypatch.setattr(S3Storage, "download", lambda self, key, path: (downloads.append(key), download(self, key, path)))
     jobs.prepare_video(20, source_path="originals/20/clip.mp4")
     assert "video-20-360p-join" in Queue(jobs.QUEUE, connection=redis).deferred_job_registry.get_job_ids()
     run_queue(redis)
@@ -480,7 +485,38 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
     assert master.index("360p/index.m3u8") < master.index("480p/index.m3u8")
     assert not [key for key in keys if "/.chunks/" in key]
     assert storage.exists("originals/20/clip.mp4")  # the original stays
-    assert not (env / "absent").exists() and list((env.parent / "scratch").iterdir()) == []
+    assert not (env / "absent").exists()
+    # Prepare, first rung, thumbnail, 2 chunks and the audio read the original: one download (this host's
+    # cache), dropped with every job's scratch directory once the ladder is complete.
+    assert [key for key in downloads if key.startswith("originals/")] == ["originals/20/clip.mp4"]
+    assert [path.name for path in (env.parent / "scratch").iterdir()] == [originals.CACHE_DIR]
+    assert OriginalsCache(None, env.parent / "scratch", 0).cached() == []
+
+
+def test_prepare_on_s3_has_another_host_prefetch_the_original_meanwhile(env, catalog, redis, seaweedfs, make_clip,
+                                                                      media, monkeypatch, tmp_path):
+    """While one host probes, an idle one downloads the original into its cache (a job at the front of the
+    queue): the first rung then starts at once wherever it runs. With local media there is nothing to fetch."""
+    storage = seaweedfs.storage()
+    storage.put_file("originals/22/clip.mp4", make_clip(media / "clip-22.mp4", 640, 360, 2))
+    for name, value in {"MEDIA_STORAGE": "s3", "S3_ENDPOINT_URL": seaweedfs.url, "S3_BUCKET": seaweedfs.bucket,
+                        "S3_ACCESS_KEY_ID": seaweedfs.service[0], "S3_SECRET_ACCESS_KEY": seaweedfs.service[1]}.items():
+        monkeypatch.setenv(name, value)
+    jobs.prepare_video(22, source_path="originals/22/clip.mp4")
+    queue = Queue(jobs.QUEUE, connection=redis)
+    assert queue.get_job_ids()[0] == "video-22-prefetch"
+    monkeypatch.setenv("TRANSCODER_SCRATCH_DIR", str(tmp_path / "other-host"))
+    queue.fetch_job("video-22-prefetch").perform()
+    cache = OriginalsCache(None, tmp_path / "other-host", 0)
+    assert [key for key, path in cache.cached()] == ["originals/22/clip.mp4"]
+    assert cache.entry("originals/22/clip.mp4").read_bytes() == (media / "clip-22.mp4").read_bytes()
+    storage.delete_prefix("originals/22/")
+
+
+def test_prepare_with_local_media_prefetches_nothing(env, catalog, redis, clip_360p):
+    jobs.prepare_video(23, source_path=key(upload(env, 23, clip_360p)))
+    assert "video-23-prefetch" not in Queue(jobs.QUEUE, connection=redis).get_job_ids()
+    assert catalog.posted(23, "probe")
 
 
 def test_s3_down_during_a_job_is_retried_not_lost(env, catalog, redis, seaweedfs, monkeypatch, no_backoff):
