@@ -4,8 +4,9 @@
   minutes encoded), the time from the upload's 201 to the video counting as playable (its progressive
   first rung has published its first segments). The run stops there: the video is deleted.
 - Whole ladder of a 3-minute source through the pipeline (progressive first rung and its chunk jobs, one
-  job per chunk for every other rung, audio once, joins) with 1 and with 2 transcoder workers, against one ffmpeg process with a split filter
-  graph writing every rung (services/transcoder/ffmpeg.py `split_command`): wall time and CPU time.
+  job per chunk for every other rung, audio once, joins) with 1 and with 2 transcoder workers, against one
+  ffmpeg process with a split filter graph writing every rung (services/transcoder/ffmpeg.py
+  `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
   20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's audio and its
   19 other chunks, 20 chunk jobs for every other rung, audio, joins), scheduled in enqueue order on N workers (each

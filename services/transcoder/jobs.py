@@ -253,7 +253,8 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
                    storage: Storage | None = None) -> list[Job]:
     """The first rung (published while it encodes), then the thumbnail (cheap, so the video is listed with
     its picture), then the rest: one split job for a source of one chunk, else one job per chunk (every
-    rung of the rest), the audio and one join job per rung (module docstring). `source` is the original's storage key.
+    rung of the rest), the audio and one join job per rung (module docstring). `source` is the original's
+    storage key.
 
     Every job's timeout grows with the duration but never beyond `max_timeout` (default: the setting)."""
     max_timeout = max_timeout or Settings.from_env().transcode_job_timeout_seconds
@@ -484,11 +485,12 @@ def transcode_chunk(video_id: int, rungs: list[str], index: int, start: float, s
         missing = [rung for rung in pending if not storage.exists(publish.chunk_key(video_id, rung, index))]
         if missing:
             length = seconds if seconds is not None else duration - start
-            outputs = [(ladder.rendition_for(rung, source_height), scratch / rung / f"chunk_{index:04d}.ts")
-                       for rung in missing]
+            outputs = [(ladder.rendition_for(rung, source_height),
+                        scratch / rung / Path(publish.chunk_key(video_id, rung, index)).name) for rung in missing]
             for _, staged in outputs:
                 staged.parent.mkdir()
-            with metrics.encoding(missing, length), originals(settings, storage).local_copy(source_path, scratch) as source:
+            with metrics.encoding(missing, length), \
+                    originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.chunk_command(source, outputs, fps, start, seconds, demuxer=demuxer, growing=growing),
                            ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
             for rendition, staged in outputs:

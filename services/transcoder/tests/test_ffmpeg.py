@@ -188,10 +188,12 @@ def test_chunk_command_decodes_one_stretch_of_video_once_for_every_rung_like_its
         "-ss", "60", "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
         "-filter_complex",
         "[0:v]trim=end=60,split=3[v0][v1][v2];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1];[v2]scale=-2:1080[o2]",
-        "-map", "[o0]", *video(360, "main", "800k", "856k", "1200k", "50")[2:], "-f", "mpegts", "-y", "/s/360p/chunk_0001.ts",
-        "-map", "[o1]", *video(720, "high", "2800k", "2996k", "4200k", "50")[2:], "-f", "mpegts", "-y", "/s/720p/chunk_0001.ts",
-        "-map", "[o2]", *video(1080, "high", "5000k", "5350k", "7500k", "50")[2:], "-f", "mpegts", "-y",
-        "/s/1080p/chunk_0001.ts",
+        "-map", "[o0]", *video(360, "main", "800k", "856k", "1200k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/360p/chunk_0001.ts",
+        "-map", "[o1]", *video(720, "high", "2800k", "2996k", "4200k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/720p/chunk_0001.ts",
+        "-map", "[o2]", *video(1080, "high", "5000k", "5350k", "7500k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/1080p/chunk_0001.ts",
     ]
     for index, (rendition, _) in enumerate(outputs):  # the same encoder options as the rung's own command
         single = rung_command(SOURCE, rendition, fps=25, has_audio=False, demuxer="mov")
