@@ -301,6 +301,22 @@ def test_a_chunk_job_encodes_only_the_rungs_whose_chunk_is_missing_with_one_ffmp
     assert list((env.parent / "scratch").iterdir()) == []
 
 
+def test_audio_is_never_niced_and_chunks_of_the_other_rungs_are(env, catalog, make_clip, media, monkeypatch):
+    """Every join and the first rung's appends wait for the audio: it runs at full priority; the other
+    rungs' chunks yield to first rungs (REST_NICENESS)."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 23, make_clip(media / "clip-23.mp4", 1280, 720, 6))
+    source = probe_source(original)
+    niceness = []
+    run = jobs.ffmpeg.run
+    monkeypatch.setattr(jobs.ffmpeg, "run", lambda command, *args, **kwargs: (
+        niceness.append(kwargs.get("niceness", 0)), run(command, *args, **kwargs)))
+    jobs.encode_audio(23, 96, ["360p"], source_path=key(original), source_height=720, demuxer=source.demuxer)
+    jobs.transcode_chunk(23, ["360p", "720p"], 1, 4, None, source_path=key(original), source_height=720,
+                         duration=source.duration, fps=source.fps, has_audio=True, demuxer=source.demuxer)
+    assert niceness == [0, jobs.REST_NICENESS]
+
+
 def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, clip_360p):
     original = upload(env, 6, clip_360p)
     media = probe_source(original)
