@@ -3,12 +3,13 @@
 - First play: for 1-, 5- and 20-minute 1080p sources with audio (a generated minute stream-copied, never
   minutes encoded), the time from the upload's 201 to the video counting as playable (its progressive
   first rung has published its first segments). The run stops there: the video is deleted.
-- Whole ladder of a 3-minute source through the pipeline (progressive first rung, chunk x rung jobs,
-  audio once, joins) with 1 and with 2 transcoder workers, against one ffmpeg process with a split filter
-  graph writing every rung (services/transcoder/ffmpeg.py `split_command`): wall time and CPU time.
+- Whole ladder of a 3-minute source through the pipeline (progressive first rung and its chunk jobs, one
+  job per chunk for every other rung, audio once, joins) with 1 and with 2 transcoder workers, against one
+  ffmpeg process with a split filter graph writing every rung (services/transcoder/ffmpeg.py
+  `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
   20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's audio and its
-  19 other chunks, 20 chunks per other rung, audio, joins), scheduled in enqueue order on N workers (each
+  19 other chunks, 20 chunk jobs for every other rung, audio, joins), scheduled in enqueue order on N workers (each
   job to the first free worker, joins once their chunks are done).
 """
 from __future__ import annotations
@@ -135,30 +136,33 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
               seconds: float) -> list[tuple[str, float, list[str]]]:
     """(job, seconds, needs) in enqueue order for a source of `seconds`, from a run on `measured_seconds`:
     the first rung's first chunk (progressive) as measured, the whole-source audio jobs scaled with the
-    duration, every other chunk job (the first rung's, which also append, and the other rungs') at its
-    rung's mean full-chunk time, each join after its rung's chunks and audio."""
+    duration, the first rung's other chunk jobs (which also append) at their mean full-chunk time, the
+    chunk jobs of the other rungs (one per chunk, every other rung) at theirs, each join after every chunk
+    job and the audio."""
     scale = seconds / measured_seconds
     prefix = f"video-{video_id}-"
     first = rungs[0]
     graph = [("first rung chunk 0", measured[f"{prefix}{first}"], []),
              ("thumbnail", measured.get(f"{prefix}thumbnail", 0.0), [])]
     count = len(ladder.chunks(seconds))
-    chunk_time = {}
-    for rung in rungs:
-        full = [measured[f"{prefix}{rung}-chunk-{index}"] for index, (_, length) in
-                enumerate(ladder.chunks(measured_seconds)) if length is not None
-                and f"{prefix}{rung}-chunk-{index}" in measured]  # the first rung has no job for chunk 0
-        chunk_time[rung] = sum(full) / len(full)
+    full_chunks = [index for index, (_, length) in enumerate(ladder.chunks(measured_seconds)) if length is not None]
+
+    def mean_chunk_time(job_prefix: str) -> float:
+        times = [measured[f"{job_prefix}chunk-{index}"] for index in full_chunks
+                 if f"{job_prefix}chunk-{index}" in measured]  # the first rung has no job for chunk 0
+        return sum(times) / len(times)
+
     audio = {key.removeprefix(prefix): value * scale for key, value in measured.items()
              if key.startswith(f"{prefix}audio-")}
     first_audio = [name for name in audio if name == f"audio-{ladder.BY_NAME[first].audio_kbps}k"]
     graph += [(name, audio[name], []) for name in first_audio]
-    graph += [(f"{first} chunk {index}", chunk_time[first], []) for index in range(1, count)]
-    for index in range(count):
-        graph += [(f"{rung} chunk {index}", chunk_time[rung], []) for rung in rungs[1:]]
+    first_chunk = mean_chunk_time(f"{prefix}{first}-")
+    graph += [(f"{first} chunk {index}", first_chunk, []) for index in range(1, count)]
+    rest_chunk = mean_chunk_time(prefix)
+    graph += [(f"chunk {index}", rest_chunk, []) for index in range(count)]
     graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
     for rung in rungs[1:]:
-        needs = [f"{rung} chunk {index}" for index in range(count)] + list(audio)
+        needs = [f"chunk {index}" for index in range(count)] + list(audio)
         graph.append((f"{rung} join", measured[f"{prefix}{rung}-join"] * scale, needs))
     return graph
 

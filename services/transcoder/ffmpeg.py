@@ -148,11 +148,12 @@ def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool
             *audio_options(rendition, has_audio), *cut, *hls_options(progressive=progressive)]
 
 
-def split_graph(renditions: list[Rendition]) -> str:
-    """Decode once, split the picture, scale one copy per rung: `[0:v]split=2[v0][v1];[v0]scale=...[o0];...`."""
+def split_graph(renditions: list[Rendition], trim: str = "") -> str:
+    """Decode once, split the picture, scale one copy per rung: `[0:v]split=2[v0][v1];[v0]scale=...[o0];...`;
+    `trim` (a filter and a comma) goes before the split: applied once for every rung."""
     copies = "".join(f"[v{index}]" for index in range(len(renditions)))
     scales = [f"[v{index}]scale=-2:{rendition.height}[o{index}]" for index, rendition in enumerate(renditions)]
-    return ";".join([f"[0:v]split={len(renditions)}{copies}", *scales])
+    return ";".join([f"[0:v]{trim}split={len(renditions)}{copies}", *scales])
 
 
 def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: float, has_audio: bool, *,
@@ -167,20 +168,24 @@ def split_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
     return command
 
 
-def chunk_command(source: Path, rendition: Rendition, fps: float, start: float, seconds: float | None,
-                  output: Path, *, demuxer: str, growing: bool = False) -> list[str]:
+def chunk_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: float, start: float,
+                  seconds: float | None, *, demuxer: str, growing: bool = False) -> list[str]:
     """The video of one chunk of the source, frames with times in [start, start + seconds) (to the end
-    without `seconds`), as one rung encodes it, into an MPEG-TS file. The seek keeps frames from `start` on
-    and `trim` drops them from `start + seconds` on: each frame lands in exactly one chunk. Chunks start on
+    without `seconds`), decoded once and encoded for every (rendition, MPEG-TS file) of `outputs` as its
+    rung encodes it (a split filter graph, as `split_command`). The seek keeps frames from `start` on and
+    `trim` drops them from `start + seconds` on: each frame lands in exactly one chunk. Chunks start on
     multiples of KEYFRAME_SECONDS, so their keyframes fall on the frames of an encode of the whole source.
 
-    `growing`: a chunk of the progressive first rung (appended to its playlist by `append_command`):
-    encoded as its first chunk is, timestamps as written (`RAW_TIMESTAMPS`)."""
+    `growing`: a chunk of the progressive first rung (one output, appended to its playlist by
+    `append_command`): encoded as its first chunk is, timestamps as written (`RAW_TIMESTAMPS`)."""
     trim = f"trim=end={seconds:g}," if seconds is not None else ""
     preset = PROGRESSIVE_PRESET if growing else X264_PRESET
-    return [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
-            "-map", "0:v:0", "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
-            *(RAW_TIMESTAMPS if growing else []), "-f", SEGMENT_DEMUXER, "-y", str(output)]
+    command = [*COMMON, "-progress", "pipe:1", "-ss", f"{start:g}", *input_options(demuxer), "-i", input_url(source),
+               "-filter_complex", split_graph([rendition for rendition, _ in outputs], trim)]
+    for index, (rendition, output) in enumerate(outputs):
+        command += ["-map", f"[o{index}]", *video_options(rendition, fps, preset), *(RAW_TIMESTAMPS if growing else []),
+                    "-f", SEGMENT_DEMUXER, "-y", str(output)]
+    return command
 
 
 def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str) -> list[str]:

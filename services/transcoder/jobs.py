@@ -21,10 +21,11 @@ How the ladder is cut into jobs (docs/performance.md has the measurements):
   gap, overlap or priming at a chunk boundary). The playlist ends (`#EXT-X-ENDLIST`) with the last chunk.
 - The rest of a source of one chunk (`ladder.CHUNK_SECONDS`) or less: one job running one ffmpeg that
   decodes the source once (a split filter graph): least CPU.
-- The rest of a longer source: chunk x rung jobs any worker on any host can take (`transcode_chunk`), the
-  audio once per audio bit rate for the whole source (`encode_audio`), and per rung a join job that
-  depends on them (`join_rung`): a stream copy into one continuous HLS rung. Chunks and audio travel
-  through the storage (`hls/<id>/.chunks/`), never a shared disk. A killed worker loses one chunk.
+- The rest of a longer source: one job per chunk that any worker on any host can take (`transcode_chunk`:
+  the chunk decoded once, a split filter graph encoding it for every rung of the rest), the audio once per
+  audio bit rate for the whole source (`encode_audio`), and per rung a join job that depends on them
+  (`join_rung`): a stream copy into one continuous HLS rung. Chunks and audio travel through the storage
+  (`hls/<id>/.chunks/`), never a shared disk. A killed worker loses one chunk.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.D
 # Segments of the first rung out before the video counts as playable: a player starting then has this
 # many segment durations of picture ahead while the encoder (several times realtime) keeps ahead of it.
 FIRST_PLAYABLE_SEGMENTS = 2
-# The rest of the ladder yields the cores to first rungs (its own video's and others'): what a viewer waits for.
+# The rest of the ladder's video yields the cores to first rungs (its own video's and others'): what a viewer
+# waits for. Never the audio: every join and the first rung's appended chunks wait for it.
 REST_NICENESS = 10
 AUDIO_TIMEOUT_FACTOR = 0.5
 PREFETCH_TIMEOUT_SECONDS = 600
@@ -219,8 +221,10 @@ def rest_job_id(video_id: int) -> str:
     return f"video-{video_id}-rest"
 
 
-def chunk_job_id(video_id: int, rung: str, index: int) -> str:
-    return f"video-{video_id}-{rung}-chunk-{index}"
+def chunk_job_id(video_id: int, index: int, rung: str | None = None) -> str:
+    """Chunk `index` of every chunked rung of the rest (`video-<id>-chunk-<n>`), or of the growing first
+    rung `rung` alone (`video-<id>-<rung>-chunk-<n>`)."""
+    return f"video-{video_id}-{rung}-chunk-{index}" if rung else f"video-{video_id}-chunk-{index}"
 
 
 def audio_job_id(video_id: int, audio_kbps: int) -> str:
@@ -248,8 +252,9 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
                    rungs: list[ladder.Rendition], max_timeout: int | None = None,
                    storage: Storage | None = None) -> list[Job]:
     """The first rung (published while it encodes), then the thumbnail (cheap, so the video is listed with
-    its picture), then the rest: one split job for a source of one chunk, else chunk x rung jobs, the
-    audio and one join job per rung (module docstring). `source` is the original's storage key.
+    its picture), then the rest: one split job for a source of one chunk, else one job per chunk (every
+    rung of the rest), the audio and one join job per rung (module docstring). `source` is the original's
+    storage key.
 
     Every job's timeout grows with the duration but never beyond `max_timeout` (default: the setting)."""
     max_timeout = max_timeout or Settings.from_env().transcode_job_timeout_seconds
@@ -304,18 +309,19 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
 def enqueue_chunk_jobs(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
                        chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded,
                        growing: bool = False, first_index: int = 0) -> list[Job | None]:
-    """Chunk x rung jobs, chunk by chunk (so every rung advances). `growing`: chunks of the first rung,
-    each appended to its playlist once the chunks before it are in (which takes little: a stream copy)."""
+    """One job per chunk, in order, each encoding the chunk for every rung of `renditions` (one decode).
+    `growing`: chunks of the first rung (`renditions` is that rung alone), each appended to its playlist
+    once the chunks before it are in (which takes little: a stream copy)."""
     jobs = []
     extra = {"growing": True} if growing else {}
     appending = JOIN_TIMEOUT_FACTOR * media.duration if growing else 0
+    factor = sum(rendition.timeout_factor for rendition in renditions)
     for index, (start, seconds) in enumerate(chunks, start=first_index):
         length = seconds if seconds is not None else media.duration - start
-        for rendition in renditions:
-            jobs.append(_enqueue_once(
-                queue, chunk_job_id(video_id, rendition.name, index), transcode_chunk,
-                args=(video_id, rendition.name, index, start, seconds), kwargs=source_kwargs | extra,
-                job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * length + appending)))
+        jobs.append(_enqueue_once(
+            queue, chunk_job_id(video_id, index, renditions[0].name if growing else None), transcode_chunk,
+            args=(video_id, [rendition.name for rendition in renditions], index, start, seconds),
+            kwargs=source_kwargs | extra, job_timeout=bounded(BASE_TIMEOUT_SECONDS + factor * length + appending)))
     return jobs
 
 
@@ -337,14 +343,14 @@ def enqueue_audio(queue: Queue, video_id: int, media: probe.SourceMedia, renditi
 
 def enqueue_chunked(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
                     chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded) -> list[Job | None]:
-    """Chunk x rung jobs (chunk by chunk, so every rung advances), the audio once per audio bit rate (the
-    growing first rung's rate is enqueued before, with it), then per rung a join job deferred until its
-    chunks and its audio are done."""
+    """One job per chunk for every rung of `renditions` (chunk by chunk, so every rung advances), the audio
+    once per audio bit rate (the growing first rung's rate is enqueued before, with it), then per rung a
+    join job deferred until every chunk job and its audio are done."""
     jobs = enqueue_chunk_jobs(queue, video_id, media, renditions, chunks, source_kwargs, bounded)
     jobs += enqueue_audio(queue, video_id, media, renditions,
                           sorted({rendition.audio_kbps for rendition in renditions}), source_kwargs, bounded)
     for rendition in renditions:
-        needs = [chunk_job_id(video_id, rendition.name, index) for index in range(len(chunks))]
+        needs = [chunk_job_id(video_id, index) for index in range(len(chunks))]
         needs += [audio_job_id(video_id, rendition.audio_kbps)] if media.has_audio else []
         jobs.append(_enqueue_once(
             queue, join_job_id(video_id, rendition.name), join_rung, args=(video_id, rendition.name, len(chunks)),
@@ -460,38 +466,46 @@ def transcode_split(video_id: int, rungs: list[str], source_path: str, source_he
         release_original_if_ladder_done(settings, storage, video_id, source_height, published)
 
 
-def transcode_chunk(video_id: int, rung: str, index: int, start: float, seconds: float | None, source_path: str,
-                    source_height: int, duration: float, fps: float, has_audio: bool, demuxer: str,
+def transcode_chunk(video_id: int, rungs: list[str], index: int, start: float, seconds: float | None,
+                    source_path: str, source_height: int, duration: float, fps: float, has_audio: bool, demuxer: str,
                     growing: bool = False) -> None:
-    """Encode the video of one chunk of the source for one rung in the scratch directory and put it as
-    `.chunks/<rung>/chunk_NNNN.ts` (whole or not at all); a chunk already stored is not encoded again.
-    Reports the rung's progress as the share of its chunks done (never backwards: chunks only get added).
+    """Encode the video of one chunk of the source for every rung of `rungs` with one ffmpeg (one decode,
+    a split filter graph) in the scratch directory, and put each as `.chunks/<rung>/chunk_NNNN.ts` (whole
+    or not at all, once ffmpeg has written every one). Rungs already joined and chunks already stored are
+    not encoded again. Reports each rung's progress as the share of its chunks stored (never backwards:
+    chunks only get added).
 
-    `growing`: a chunk of the growing first rung: then every chunk that is ready is appended to its
-    playlist, in order (`append_ready`), which reports the progress."""
+    `growing`: a chunk of the growing first rung (`rungs` is that rung alone): then every chunk that is
+    ready is appended to its playlist, in order (`append_ready`), which reports the progress."""
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
-        if publish.is_published(storage, video_id, rung):  # joined already (a repeated prepare): nothing to do
-            return
-        key = publish.chunk_key(video_id, rung, index)
-        if not storage.exists(key):
-            rendition = ladder.rendition_for(rung, source_height)
+        # Joined already (a repeated prepare): nothing to do for that rung.
+        pending = [rung for rung in rungs if not publish.is_published(storage, video_id, rung)]
+        missing = [rung for rung in pending if not storage.exists(publish.chunk_key(video_id, rung, index))]
+        if missing:
             length = seconds if seconds is not None else duration - start
-            staged = scratch / Path(key).name
-            with metrics.encoding([rung], length), originals(settings, storage).local_copy(source_path, scratch) as source:
-                ffmpeg.run(ffmpeg.chunk_command(source, rendition, fps, start, seconds, staged, demuxer=demuxer,
-                                                growing=growing),
+            outputs = [(ladder.rendition_for(rung, source_height),
+                        scratch / rung / Path(publish.chunk_key(video_id, rung, index)).name) for rung in missing]
+            for _, staged in outputs:
+                staged.parent.mkdir()
+            with metrics.encoding(missing, length), \
+                    originals(settings, storage).local_copy(source_path, scratch) as source:
+                ffmpeg.run(ffmpeg.chunk_command(source, outputs, fps, start, seconds, demuxer=demuxer, growing=growing),
                            ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
-            storage.put_file(key, staged)
+            for rendition, staged in outputs:
+                storage.put_file(publish.chunk_key(video_id, rendition.name, index), staged)
         if growing:
-            append_ready(settings, catalog, storage, video_id, rung, source_height, duration, has_audio, scratch)
+            for rung in pending:
+                append_ready(settings, catalog, storage, video_id, rung, source_height, duration, has_audio, scratch)
             return
-        stored = publish.stored_chunks(storage, video_id, rung)
-        done = sum((length if length is not None else duration - begin)
-                   for number, (begin, length) in enumerate(ladder.chunks(duration))
-                   if publish.chunk_key(video_id, rung, number) in stored)
-        catalog.report_progress(video_id, rung, percent_done(done, duration))
+        chunks = ladder.chunks(duration)
+        for rung in pending:
+            stored = publish.stored_chunks(storage, video_id, rung)
+            done = sum((length if length is not None else duration - begin)
+                       for number, (begin, length) in enumerate(chunks)
+                       if publish.chunk_key(video_id, rung, number) in stored)
+            catalog.report_progress(video_id, rung, percent_done(done, duration))
 
 
 def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: str, source_height: int,
@@ -507,7 +521,7 @@ def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: 
             staged = scratch / Path(key).name
             with originals(settings, storage).local_copy(source_path, scratch) as source:
                 ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer),
-                           ResourceLimits.from_settings(settings), niceness=0 if growing else REST_NICENESS)
+                           ResourceLimits.from_settings(settings))
             storage.put_file(key, staged)
         if growing and not publish.is_published(storage, video_id, growing):
             append_ready(settings, catalog, storage, video_id, growing, source_height, duration, True, scratch)
@@ -634,11 +648,11 @@ def make_thumbnail(video_id: int, source_path: str, duration: float, demuxer: st
 
 def job_rungs(job: Job) -> list[str]:
     """The rungs a job encodes (none for prepare and thumbnail jobs)."""
-    if job.func_name.endswith(("transcode_rung", "transcode_chunk", "join_rung")):
+    if job.func_name.endswith(("transcode_rung", "join_rung")):
         return [job.args[1]]
     if job.func_name.endswith("encode_audio"):
         return list(job.args[2])
-    if job.func_name.endswith("transcode_split"):
+    if job.func_name.endswith(("transcode_split", "transcode_chunk")):
         return list(job.args[1])
     return []
 

@@ -1,7 +1,7 @@
 """The originals a transcoder host's jobs read: one download per host, in a bounded cache.
 
-Every job of a video reads its original: prepare, the first rung, the thumbnail, each chunk x rung, the
-audio (60+ jobs for a 20-minute source). With the media in S3 each used to download the whole original
+Every job of a video reads its original: prepare, the first rung, the thumbnail, each chunk job, the
+audio (40+ jobs for a 20-minute source). With the media in S3 each used to download the whole original
 (1.1 GB for 20 minutes of 1080p). Now the first job on a host downloads it into its own scratch
 directory and links it into `$TRANSCODER_SCRATCH_DIR/cache/<key>`; every later job on that host
 hard-links the cached file into its own scratch directory and reads that:

@@ -77,7 +77,8 @@ def test_first_chunk_of_a_long_first_rung_keeps_the_frames_and_audio_packets_bef
 
 
 def test_chunk_of_the_growing_first_rung_is_encoded_like_its_first_chunk_with_raw_timestamps():
-    command = chunk_command(SOURCE, BY_NAME["480p"], 25, 60, 60, Path("c.ts"), demuxer="mov", growing=True)
+    command = chunk_command(SOURCE, [(BY_NAME["480p"], Path("c.ts"))], 25, 60, 60, demuxer="mov", growing=True)
+    assert command[command.index("-filter_complex") + 1] == "[0:v]trim=end=60,split=1[v0];[v0]scale=-2:480[o0]"
     assert command[command.index("-preset") + 1] == "superfast"
     assert command[-6:] == ["-avoid_negative_ts", "disabled", "-f", "mpegts", "-y", "c.ts"]
 
@@ -177,23 +178,31 @@ def test_no_demuxer_that_opens_other_files_or_urls_is_accepted():
     assert not openers & set(SOURCE_DEMUXERS)
 
 
-def trimmed(options, trim):
-    options = list(options)
-    options[1] = trim + options[1]
-    return options
-
-
-def test_chunk_command_encodes_one_stretch_of_video_like_its_rung():
-    command = chunk_command(SOURCE, BY_NAME["720p"], 25, 60, 60, Path("/m/.chunks/720p/.tmp-chunk_0001.ts"),
-                            demuxer="mov")
+def test_chunk_command_decodes_one_stretch_of_video_once_for_every_rung_like_its_rung_command():
+    """Chunk 1 (60 s to 120 s) of 360p, 720p and 1080p: one seek, one decode, one trim before the split,
+    then each output with exactly its rung's video options into its own MPEG-TS file."""
+    outputs = [(BY_NAME[name], Path(f"/s/{name}/chunk_0001.ts")) for name in ("360p", "720p", "1080p")]
+    command = chunk_command(SOURCE, outputs, 25, 60, 60, demuxer="mov")
     assert command == [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
         "-ss", "60", "-protocol_whitelist", "file", "-f", "mov", "-i", "file:/media/originals/7/clip.mp4",
-        "-map", "0:v:0", *trimmed(video(720, "high", "2800k", "2996k", "4200k", "50"), "trim=end=60,"),
-        "-f", "mpegts", "-y", "/m/.chunks/720p/.tmp-chunk_0001.ts",
+        "-filter_complex",
+        "[0:v]trim=end=60,split=3[v0][v1][v2];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1];[v2]scale=-2:1080[o2]",
+        "-map", "[o0]", *video(360, "main", "800k", "856k", "1200k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/360p/chunk_0001.ts",
+        "-map", "[o1]", *video(720, "high", "2800k", "2996k", "4200k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/720p/chunk_0001.ts",
+        "-map", "[o2]", *video(1080, "high", "5000k", "5350k", "7500k", "50")[2:],
+        "-f", "mpegts", "-y", "/s/1080p/chunk_0001.ts",
     ]
-    last = chunk_command(SOURCE, BY_NAME["720p"], 25, 120, None, Path("c.ts"), demuxer="mov")
-    assert last[last.index("-vf") + 1] == "scale=-2:720" and last[last.index("-ss") + 1] == "120"
+    for index, (rendition, _) in enumerate(outputs):  # the same encoder options as the rung's own command
+        single = rung_command(SOURCE, rendition, fps=25, has_audio=False, demuxer="mov")
+        block = command[command.index(f"[o{index}]", command.index("-map")) + 1:]
+        options = single[single.index("-c:v"):single.index("-f", single.index("-c:v"))]
+        assert len(options) > 20 and block[:len(options)] == options
+    last = chunk_command(SOURCE, outputs[:1], 25, 120, None, demuxer="mov")
+    assert last[last.index("-filter_complex") + 1] == "[0:v]split=1[v0];[v0]scale=-2:360[o0]"
+    assert last[last.index("-ss") + 1] == "120" and "-avoid_negative_ts" not in last
 
 
 def test_audio_is_encoded_once_for_the_whole_source():

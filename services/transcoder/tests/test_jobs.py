@@ -136,7 +136,8 @@ def test_missing_original_is_reported_failed(env, catalog):
 
 def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and_joins(env, catalog, redis,
                                                                                       make_clip, media, monkeypatch):
-    """Longer than one chunk: the rest of the ladder as chunk x rung jobs, the audio once, a join per rung."""
+    """Longer than one chunk: the rest of the ladder as one job per chunk (every rung of the rest), the
+    audio once, a join per rung."""
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
     source = make_clip(media / "clip-720p-audio-10s.mp4", 1280, 720, 10)
     original = upload(env, 5, source)
@@ -146,7 +147,7 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
     assert probe == {"duration": pytest.approx(10.0, abs=0.1), "width": 1280, "height": 720,
                      "has_audio": True, "rungs": ["480p", "360p", "720p"]}
     queue = Queue(jobs.QUEUE, connection=redis)
-    chunk_jobs = [f"video-5-{rung}-chunk-{index}" for index in range(3) for rung in ("360p", "720p")]
+    chunk_jobs = [f"video-5-chunk-{index}" for index in range(3)]
     # The first rung: its first chunk progressive, its audio and its other chunks right after (ahead of
     # the other rungs); the 128k audio serves 720p too.
     expected = ["video-5-480p", "video-5-thumbnail", "video-5-audio-128k", "video-5-480p-chunk-1",
@@ -157,11 +158,13 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
         (5, "480p"), True, 4, jobs.RETRIES)
     assert first.timeout == 120 + 4 * 4
     assert queue.fetch_job("video-5-480p-chunk-2").kwargs["growing"] is True
+    assert queue.fetch_job("video-5-480p-chunk-2").args == (5, ["480p"], 2, 8, None)
     assert queue.fetch_job("video-5-audio-128k").args == (5, 128, ["480p", "720p"])
-    assert queue.fetch_job("video-5-720p-chunk-2").args == (5, "720p", 2, 8, None)
+    last_chunk = queue.fetch_job("video-5-chunk-2")
+    assert (last_chunk.args, last_chunk.timeout) == ((5, ["360p", "720p"], 2, 8, None), 120 + (3 + 6) * 2)
     join = queue.fetch_job("video-5-720p-join")
     assert join.get_status() == JobStatus.DEFERRED
-    assert sorted(join._dependency_ids) == sorted([f"video-5-720p-chunk-{i}" for i in range(3)] + ["video-5-audio-128k"])
+    assert sorted(join._dependency_ids) == sorted([f"video-5-chunk-{i}" for i in range(3)] + ["video-5-audio-128k"])
 
     jobs.prepare_video(5, source_path=key(original))  # a repeated prepare adds no duplicate jobs
     assert queue.job_ids == expected
@@ -218,10 +221,10 @@ def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_o
     arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
                      has_audio=True, demuxer=source.demuxer)
     publish.mark_chunks_pending(jobs.storage_from_settings(jobs.Settings.from_env()), 19, ["480p"])
-    jobs.transcode_chunk(19, "480p", 2, 8, None, **arguments, growing=True)
+    jobs.transcode_chunk(19, ["480p"], 2, 8, None, **arguments, growing=True)
     jobs.encode_audio(19, 128, ["480p"], source_path=key(original), source_height=480, demuxer=source.demuxer,
                       growing="480p", duration=source.duration)
-    jobs.transcode_chunk(19, "480p", 1, 4, 4, **arguments, growing=True)
+    jobs.transcode_chunk(19, ["480p"], 1, 4, 4, **arguments, growing=True)
     playlist = env / "hls" / "19" / "480p" / "index.m3u8"
     assert not playlist.exists() and catalog.posted(19, "progress") == []
     jobs.transcode_rung(19, "480p", **arguments, progressive=True, head_seconds=4)
@@ -244,29 +247,74 @@ def test_a_silent_first_rung_is_appended_chunk_by_chunk_too(env, catalog, make_c
     arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
                      has_audio=False, demuxer=source.demuxer)
     jobs.transcode_rung(22, "480p", **arguments, progressive=True, head_seconds=4)
-    jobs.transcode_chunk(22, "480p", 1, 4, None, **arguments, growing=True)
+    jobs.transcode_chunk(22, ["480p"], 1, 4, None, **arguments, growing=True)
     playlist = env / "hls" / "22" / "480p" / "index.m3u8"
     assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
     video_times, audio_times = packet_times(playlist)
     assert steps(video_times) == {0.04} and len(video_times) == 200 and audio_times == []
 
 
-def test_a_repeated_chunk_is_not_encoded_again(env, catalog, make_clip, media, monkeypatch):
+def test_a_chunk_job_encodes_only_the_rungs_whose_chunk_is_missing_with_one_ffmpeg(env, catalog, make_clip, media,
+                                                                                 monkeypatch):
+    """Chunk 0 of 360p is stored (an earlier attempt), 720p's is not: a retry of the chunk job encodes
+    720p only and leaves 360p's file alone; a rung already joined is skipped. Every rung's progress is its
+    share of chunks stored."""
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
-    original = upload(env, 18, make_clip(media / "clip-18.mp4", 854, 480, 6))
+    original = upload(env, 18, make_clip(media / "clip-18.mp4", 1280, 720, 6))
     source = probe_source(original)
-    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+    arguments = dict(source_path=key(original), source_height=720, duration=source.duration, fps=source.fps,
                      has_audio=True, demuxer=source.demuxer)
-    jobs.transcode_chunk(18, "360p", 0, 0, 4, **arguments)
+    commands = []
+    run = jobs.ffmpeg.run
+    monkeypatch.setattr(jobs.ffmpeg, "run", lambda command, *args, **kwargs: (commands.append(command),
+                                                                              run(command, *args, **kwargs)))
+    jobs.transcode_chunk(18, ["360p"], 0, 0, 4, **arguments)
     done = env / publish.chunk_key(18, "360p", 0)
     before = done.stat()
-    jobs.transcode_chunk(18, "360p", 0, 0, 4, **arguments)  # a retry of a chunk already stored
-    jobs.transcode_chunk(18, "360p", 1, 4, None, **arguments)
+    jobs.transcode_chunk(18, ["360p", "720p"], 0, 0, 4, **arguments)  # a retry: 360p's chunk is stored
     assert (done.stat().st_ino, done.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert (env / publish.chunk_key(18, "360p", 1)).stat().st_size > 1000
-    assert [body["percent"] for body in catalog.posted(18, "progress")] == [
-        int(400 / source.duration), int(400 / source.duration), 100]
+    assert [command[command.index("-filter_complex") + 1] for command in commands] == [
+        "[0:v]trim=end=4,split=1[v0];[v0]scale=-2:360[o0]", "[0:v]trim=end=4,split=1[v0];[v0]scale=-2:720[o0]"]
+    jobs.transcode_chunk(18, ["360p", "720p"], 0, 0, 4, **arguments)  # both stored: nothing encoded
+    assert len(commands) == 2
+    jobs.transcode_chunk(18, ["360p", "720p"], 1, 4, None, **arguments)  # one decode for both rungs
+    assert commands[-1][commands[-1].index("-filter_complex") + 1] == \
+        "[0:v]split=2[v0][v1];[v0]scale=-2:360[o0];[v1]scale=-2:720[o1]"
+    assert [ffmpeg_output.name for ffmpeg_output in map(Path, commands[-1]) if ffmpeg_output.suffix == ".ts"] == \
+        ["chunk_0001.ts", "chunk_0001.ts"]
+    for rung in ("360p", "720p"):
+        frames = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=nb_read_packets",
+                                 "-of", "csv=p=0", str(env / publish.chunk_key(18, rung, 1))],
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert set(frames) == {"50"}, (rung, frames)  # 4 s to 6 s at 25 fps: each frame in one chunk only
+        percents = [body["percent"] for body in catalog.posted(18, "progress") if body["rung"] == rung]
+        first = int(400 / source.duration)
+        assert percents == ([first, first, first, 100] if rung == "360p" else [first, first, 100]), (rung, percents)
+    (env / "hls" / "18" / "720p").mkdir()  # 720p joined meanwhile (a repeated prepare's chunk job)
+    (env / "hls" / "18" / "720p" / "index.m3u8").write_text("#EXTM3U\n#EXT-X-ENDLIST\n")
+    for rung in ("360p", "720p"):
+        (env / publish.chunk_key(18, rung, 1)).unlink()
+    jobs.transcode_chunk(18, ["360p", "720p"], 1, 4, None, **arguments)
+    assert commands[-1][commands[-1].index("-filter_complex") + 1] == "[0:v]split=1[v0];[v0]scale=-2:360[o0]"
+    assert [body["rung"] for body in catalog.posted(18, "progress")][-1] == "360p"
+    assert not (env / publish.chunk_key(18, "720p", 1)).exists()
     assert list((env.parent / "scratch").iterdir()) == []
+
+
+def test_audio_is_never_niced_and_chunks_of_the_other_rungs_are(env, catalog, make_clip, media, monkeypatch):
+    """Every join and the first rung's appends wait for the audio: it runs at full priority; the other
+    rungs' chunks yield to first rungs (REST_NICENESS)."""
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    original = upload(env, 23, make_clip(media / "clip-23.mp4", 1280, 720, 6))
+    source = probe_source(original)
+    niceness = []
+    run = jobs.ffmpeg.run
+    monkeypatch.setattr(jobs.ffmpeg, "run", lambda command, *args, **kwargs: (
+        niceness.append(kwargs.get("niceness", 0)), run(command, *args, **kwargs)))
+    jobs.encode_audio(23, 96, ["360p"], source_path=key(original), source_height=720, demuxer=source.demuxer)
+    jobs.transcode_chunk(23, ["360p", "720p"], 1, 4, None, source_path=key(original), source_height=720,
+                         duration=source.duration, fps=source.fps, has_audio=True, demuxer=source.demuxer)
+    assert niceness == [0, jobs.REST_NICENESS]
 
 
 def test_rerun_of_a_published_rung_is_a_no_op_that_reports_again(env, catalog, clip_360p):
@@ -400,8 +448,8 @@ def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, mon
     # The first rung's job encodes its first chunk only; its other chunks also append (a stream copy each).
     assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (120 + 4 * 60, 180)
     assert timeouts["video-15-480p-chunk-1"] == 900 and timeouts["video-15-audio-128k"] == 900
-    assert timeouts["video-15-1080p-chunk-0"] == 120 + 10 * 60 and timeouts["video-15-audio-96k"] == 900
-    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 600 * 3 + 2 + 3
+    assert timeouts["video-15-chunk-0"] == 900 and timeouts["video-15-audio-96k"] == 900
+    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 600 + 2 + 3
     assert all(job.kwargs["demuxer"] == "mov" for job in enqueued if "join" not in job.id)
 
 
