@@ -82,21 +82,10 @@ class OriginalsCache:
     def _lock_file(self, key: str) -> Path:
         return self.root / LOCKS_DIR / hashlib.sha256(key.encode()).hexdigest()[:32]
 
-    @contextlib.contextmanager
-    def local_copy(self, key: str, scratch: Path) -> Iterator[Path]:
+    def local_copy(self, key: str, scratch: Path) -> contextlib.AbstractContextManager[Path]:
         """A local file with the original `key` for as long as the block runs: the stored file on local
         disk, else this job's own link (in `scratch`) to the host's cached copy."""
-        stored = self.storage.local_path(key)
-        if stored is not None:
-            yield stored
-            return
-        target = Path(scratch) / key  # the key in the path: `originals/<id>/` names the video in ps
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._fetch(key, target)
-            yield target
-        finally:
-            target.unlink(missing_ok=True)
+        return self.storage.local_copy(key, scratch, fetch=self._fetch)
 
     def _fetch(self, key: str, target: Path) -> None:
         entry = self.entry(key)

@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from .config import Settings
 
@@ -101,17 +101,19 @@ class Storage(ABC):
         return None
 
     @contextlib.contextmanager
-    def local_copy(self, key: str, directory: Path) -> Iterator[Path]:
+    def local_copy(self, key: str, directory: Path,
+                   fetch: Callable[[str, Path], None] | None = None) -> Iterator[Path]:
         """A local file with the object's bytes for as long as the block runs (ffmpeg reads local
-        files only): the stored file itself on local disk, a download into `directory` otherwise."""
+        files only): the stored file itself on local disk, else a file in `directory` that `fetch`
+        (default: a download) fills; removed afterwards."""
         stored = self.local_path(key)
         if stored is not None:
             yield stored
             return
         target = Path(directory) / key  # the key in the path: `originals/<id>/` names the video in ps
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.download(key, target)
         try:
+            (fetch or self.download)(key, target)
             yield target
         finally:
             target.unlink(missing_ok=True)
