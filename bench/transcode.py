@@ -9,8 +9,8 @@
   `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
   20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's audio and its
-  19 other chunks, 20 chunk jobs for every other rung, audio, joins), scheduled in enqueue order on N workers (each
-  job to the first free worker, joins once their chunks are done).
+  19 other 60 s chunks, the other audio, 38 chunk jobs of 32 s for every other rung, joins), scheduled in
+  enqueue order on N workers (each job to the first free worker, joins once their chunks are done).
 """
 from __future__ import annotations
 
@@ -137,30 +137,31 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
     """(job, seconds, needs) in enqueue order for a source of `seconds`, from a run on `measured_seconds`:
     the first rung's first chunk (progressive) as measured, the whole-source audio jobs scaled with the
     duration, the first rung's other chunk jobs (which also append) at their mean full-chunk time, the
-    chunk jobs of the other rungs (one per chunk, every other rung) at theirs, each join after every chunk
-    job and the audio."""
+    other audio, the chunk jobs of the other rungs (one per `ladder.CHUNK_SECONDS` chunk, every other rung;
+    the shorter last one too) at theirs, each join after every chunk job and the audio."""
     scale = seconds / measured_seconds
     prefix = f"video-{video_id}-"
     first = rungs[0]
     graph = [("first rung chunk 0", measured[f"{prefix}{first}"], []),
              ("thumbnail", measured.get(f"{prefix}thumbnail", 0.0), [])]
-    count = len(ladder.chunks(seconds))
-    full_chunks = [index for index, (_, length) in enumerate(ladder.chunks(measured_seconds)) if length is not None]
 
-    def mean_chunk_time(job_prefix: str) -> float:
-        times = [measured[f"{job_prefix}chunk-{index}"] for index in full_chunks
-                 if f"{job_prefix}chunk-{index}" in measured]  # the first rung has no job for chunk 0
+    def mean_chunk_time(job_prefix: str, cut) -> float:
+        """Mean time of the chunk jobs of a full chunk length (the first rung has no job for chunk 0)."""
+        times = [measured[f"{job_prefix}chunk-{index}"] for index, (_, length) in enumerate(cut(measured_seconds))
+                 if length is not None and f"{job_prefix}chunk-{index}" in measured]
         return sum(times) / len(times)
 
     audio = {key.removeprefix(prefix): value * scale for key, value in measured.items()
              if key.startswith(f"{prefix}audio-")}
     first_audio = [name for name in audio if name == f"audio-{ladder.BY_NAME[first].audio_kbps}k"]
     graph += [(name, audio[name], []) for name in first_audio]
-    first_chunk = mean_chunk_time(f"{prefix}{first}-")
-    graph += [(f"{first} chunk {index}", first_chunk, []) for index in range(1, count)]
-    rest_chunk = mean_chunk_time(prefix)
-    graph += [(f"chunk {index}", rest_chunk, []) for index in range(count)]
+    first_chunk = mean_chunk_time(f"{prefix}{first}-", ladder.first_rung_chunks)
+    graph += [(f"{first} chunk {index}", first_chunk, [])
+              for index in range(1, len(ladder.first_rung_chunks(seconds)))]
     graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
+    rest_chunk = mean_chunk_time(prefix, ladder.chunks)
+    count = len(ladder.chunks(seconds))
+    graph += [(f"chunk {index}", rest_chunk, []) for index in range(count)]
     for rung in rungs[1:]:
         needs = [f"chunk {index}" for index in range(count)] + list(audio)
         graph.append((f"{rung} join", measured[f"{prefix}{rung}-join"] * scale, needs))

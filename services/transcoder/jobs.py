@@ -13,17 +13,19 @@ shared with anything.
 
 How the ladder is cut into jobs (docs/performance.md has the measurements):
 - The first rung: published while it encodes (`transcode_rung(progressive=True)`): one job for a source
-  of one chunk (`ladder.CHUNK_SECONDS`) or less. Of a longer source that job encodes the first chunk only
-  (the video is playable a few seconds after the upload); the other chunks of the first rung are chunk jobs
-  enqueued right after it (ahead of the other rungs), each appended to the rung's growing playlist as soon
-  as every chunk before it is in, by whichever job completes that (`append_ready`, under a Redis lock: any
-  worker on any host), with the packets of the whole-source audio of their time (one AAC encoder: no
-  gap, overlap or priming at a chunk boundary). The playlist ends (`#EXT-X-ENDLIST`) with the last chunk.
-- The rest of a source of one chunk (`ladder.CHUNK_SECONDS`) or less: one job running one ffmpeg that
-  decodes the source once (a split filter graph): least CPU.
-- The rest of a longer source: one job per chunk that any worker on any host can take (`transcode_chunk`:
-  the chunk decoded once, a split filter graph encoding it for every rung of the rest), the audio once per
-  audio bit rate for the whole source (`encode_audio`), and per rung a join job that depends on them
+  of one first-rung chunk (`ladder.FIRST_RUNG_CHUNK_SECONDS`, 60 s) or less. Of a longer source that job
+  encodes the first chunk only (the video is playable a few seconds after the upload); the other chunks
+  of the first rung are chunk jobs enqueued right after it (ahead of the other rungs), each appended to
+  the rung's growing playlist as soon as every chunk before it is in, by whichever job completes that
+  (`append_ready`, under a Redis lock: any worker on any host), with the packets of the whole-source
+  audio of their time (one AAC encoder: no gap, overlap or priming at a chunk boundary). The playlist
+  ends (`#EXT-X-ENDLIST`) with the last chunk.
+- The rest of a source of one first-rung chunk or less: one job running one ffmpeg that decodes the
+  source once (a split filter graph): least CPU.
+- The rest of a longer source: one job per chunk (`ladder.CHUNK_SECONDS`, 32 s: shorter, so many hosts
+  share the work evenly) that any worker on any host can take (`transcode_chunk`: the chunk decoded
+  once, a split filter graph encoding it for every rung of the rest), the audio once per audio bit rate
+  for the whole source (`encode_audio`), and per rung a join job that depends on them
   (`join_rung`): a stream copy into one continuous HLS rung. Chunks and audio travel through the storage
   (`hls/<id>/.chunks/`), never a shared disk. A killed worker loses one chunk.
 """
@@ -264,15 +266,15 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
     def bounded(seconds: float) -> int:
         return int(min(seconds, max_timeout))
 
-    chunks = ladder.chunks(media.duration)
-    growing = len(chunks) > 1  # the first rung: its first chunk progressive, the others chunk jobs
+    first_chunks = ladder.first_rung_chunks(media.duration)
+    growing = len(first_chunks) > 1  # the first rung: its first chunk progressive, the others chunk jobs
 
     def first_rung_job(rendition: ladder.Rendition) -> Job | None:
-        head = {"head_seconds": chunks[0][1]} if growing else {}
+        head = {"head_seconds": first_chunks[0][1]} if growing else {}
         return _enqueue_once(
             queue, rung_job_id(video_id, rendition.name), transcode_rung,
             args=(video_id, rendition.name), kwargs=source_kwargs | {"progressive": True} | head,
-            job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * (chunks[0][1] if growing
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + rendition.timeout_factor * (first_chunks[0][1] if growing
                                                                                    else media.duration)),
         )
 
@@ -297,12 +299,13 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
                                     [rendition.name for rendition in rungs])
         jobs += enqueue_audio(queue, video_id, media, rungs, [rungs[0].audio_kbps], source_kwargs, bounded,
                               growing=rungs[0].name)
-        jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], chunks[1:], source_kwargs, bounded,
+        jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], first_chunks[1:], source_kwargs, bounded,
                                    growing=True, first_index=1)
-    if len(chunks) == 1 and rungs[1:]:
+    if not growing and rungs[1:]:
         jobs.append(rest_job(rungs[1:]))
     elif rungs[1:]:
-        jobs += enqueue_chunked(queue, video_id, media, rungs[1:], chunks, source_kwargs, bounded)
+        jobs += enqueue_chunked(queue, video_id, media, rungs[1:], ladder.chunks(media.duration), source_kwargs,
+                                bounded)
     return [job for job in jobs if job is not None]
 
 
@@ -343,12 +346,13 @@ def enqueue_audio(queue: Queue, video_id: int, media: probe.SourceMedia, renditi
 
 def enqueue_chunked(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
                     chunks: list[tuple[float, float | None]], source_kwargs: dict, bounded) -> list[Job | None]:
-    """One job per chunk for every rung of `renditions` (chunk by chunk, so every rung advances), the audio
-    once per audio bit rate (the growing first rung's rate is enqueued before, with it), then per rung a
+    """The audio once per audio bit rate (the growing first rung's rate is enqueued before, with it; the
+    audio is short work and every join needs it, so it comes first: no join waits for it at the end), one
+    job per chunk for every rung of `renditions` (chunk by chunk, so every rung advances), then per rung a
     join job deferred until every chunk job and its audio are done."""
-    jobs = enqueue_chunk_jobs(queue, video_id, media, renditions, chunks, source_kwargs, bounded)
-    jobs += enqueue_audio(queue, video_id, media, renditions,
-                          sorted({rendition.audio_kbps for rendition in renditions}), source_kwargs, bounded)
+    jobs = enqueue_audio(queue, video_id, media, renditions,
+                         sorted({rendition.audio_kbps for rendition in renditions}), source_kwargs, bounded)
+    jobs += enqueue_chunk_jobs(queue, video_id, media, renditions, chunks, source_kwargs, bounded)
     for rendition in renditions:
         needs = [chunk_job_id(video_id, index) for index in range(len(chunks))]
         needs += [audio_job_id(video_id, rendition.audio_kbps)] if media.has_audio else []
@@ -534,7 +538,7 @@ def append_ready(settings: Settings, catalog: CatalogClient, storage: Storage, v
     then. One appender per rung at a time on any host (a Redis lock, re-armed after each chunk: a dead
     holder's expires). The last chunk finishes the playlist (VOD, #EXT-X-ENDLIST): the rung is reported
     complete and its chunks go."""
-    chunks = ladder.chunks(duration)
+    chunks = ladder.first_rung_chunks(duration)
     rendition = ladder.rendition_for(rung, source_height)
     lock = Redis.from_url(settings.redis_url).lock(f"videoflix:transcoder:append:{video_id}:{rung}",
                                                    timeout=APPEND_LOCK_SECONDS,

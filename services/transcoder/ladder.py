@@ -61,13 +61,27 @@ def choose_rungs(source_height: int) -> list[Rendition]:
     return [first] + [rendition for rendition in allowed if rendition is not first]
 
 
-CHUNK_SECONDS = 60  # a multiple of the segment length: every chunk ends on a segment boundary
+# Chunk lengths, each a multiple of the segment length (every chunk ends on a segment boundary).
+# The growing first rung: long chunks, so its next chunk is in well before a viewer gets there.
+FIRST_RUNG_CHUNK_SECONDS = 60
+# The other rungs: short chunks, so many hosts share a long source evenly (bench: 60 s chunks left 16
+# hosts idle through a second round of 20 jobs); each chunk job decodes its chunk once for every rung.
+CHUNK_SECONDS = 32
 
 
 def chunks(duration: float) -> list[tuple[float, float | None]]:
-    """(start, seconds) of each CHUNK_SECONDS chunk of a source; the last one runs to the end (seconds
+    """(start, seconds) of each CHUNK_SECONDS chunk of the other rungs of a source."""
+    return cut(duration, CHUNK_SECONDS)
+
+
+def first_rung_chunks(duration: float) -> list[tuple[float, float | None]]:
+    """(start, seconds) of each FIRST_RUNG_CHUNK_SECONDS chunk of the growing first rung of a source."""
+    return cut(duration, FIRST_RUNG_CHUNK_SECONDS)
+
+
+def cut(duration: float, chunk_seconds: int) -> list[tuple[float, float | None]]:
+    """(start, seconds) of each `chunk_seconds` chunk of a source; the last one runs to the end (seconds
     None), so no frame is lost to a container duration slightly shorter than the frames."""
-    chunk_seconds = CHUNK_SECONDS
     count = max(1, -(-int(duration * 1000) // (chunk_seconds * 1000)))
     if duration - (count - 1) * chunk_seconds < 1 and count > 1:
         count -= 1  # a last sliver of under a second joins the chunk before it

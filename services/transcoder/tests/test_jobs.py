@@ -136,8 +136,10 @@ def test_missing_original_is_reported_failed(env, catalog):
 
 def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and_joins(env, catalog, redis,
                                                                                       make_clip, media, monkeypatch):
-    """Longer than one chunk: the rest of the ladder as one job per chunk (every rung of the rest), the
-    audio once, a join per rung."""
+    """Longer than one first-rung chunk (8 s here): the first rung grows from its first chunk, its second
+    chunk appended; the rest of the ladder as one job per (shorter, 4 s) chunk for every rung of the rest,
+    the audio once, a join per rung."""
+    monkeypatch.setattr(ladder, "FIRST_RUNG_CHUNK_SECONDS", 8)
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
     source = make_clip(media / "clip-720p-audio-10s.mp4", 1280, 720, 10)
     original = upload(env, 5, source)
@@ -151,14 +153,14 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
     # The first rung: its first chunk progressive, its audio and its other chunks right after (ahead of
     # the other rungs); the 128k audio serves 720p too.
     expected = ["video-5-480p", "video-5-thumbnail", "video-5-audio-128k", "video-5-480p-chunk-1",
-                "video-5-480p-chunk-2", *chunk_jobs, "video-5-audio-96k"]
+                "video-5-audio-96k", *chunk_jobs]
     assert queue.job_ids == expected
     first = queue.fetch_job("video-5-480p")
     assert (first.args, first.kwargs["progressive"], first.kwargs["head_seconds"], first.retries_left) == (
-        (5, "480p"), True, 4, jobs.RETRIES)
-    assert first.timeout == 120 + 4 * 4
-    assert queue.fetch_job("video-5-480p-chunk-2").kwargs["growing"] is True
-    assert queue.fetch_job("video-5-480p-chunk-2").args == (5, ["480p"], 2, 8, None)
+        (5, "480p"), True, 8, jobs.RETRIES)
+    assert first.timeout == 120 + 4 * 8
+    assert queue.fetch_job("video-5-480p-chunk-1").kwargs["growing"] is True
+    assert queue.fetch_job("video-5-480p-chunk-1").args == (5, ["480p"], 1, 8, None)
     assert queue.fetch_job("video-5-audio-128k").args == (5, 128, ["480p", "720p"])
     last_chunk = queue.fetch_job("video-5-chunk-2")
     assert (last_chunk.args, last_chunk.timeout) == ((5, ["360p", "720p"], 2, 8, None), 120 + (3 + 6) * 2)
@@ -190,11 +192,17 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
                  for rung in ("360p", "480p", "720p")}
     assert durations["360p"] == durations["480p"] == durations["720p"], durations
     assert list((env.parent / "scratch").iterdir()) == []
-    # The first rung: its first chunk and the two appended after it, one continuous timeline: a frame
-    # every 40 ms, an audio packet every 1024 samples across the chunk boundaries at 4 s and 8 s.
+    # The first rung: its first chunk and the one appended after it, one continuous timeline: a frame
+    # every 40 ms, an audio packet every 1024 samples across the chunk boundary at 8 s.
     video_times, audio_times = packet_times(video / "480p" / "index.m3u8")
     assert steps(video_times) == {0.04} and len(video_times) == 250
     assert steps(audio_times) == {0.0232} and audio_times[-1] - audio_times[0] == pytest.approx(10, abs=0.05)
+
+
+def four_second_chunks(monkeypatch) -> None:
+    """Chunks of 4 s (a segment) for the first rung and the others: short test clips cut into several."""
+    monkeypatch.setattr(ladder, "FIRST_RUNG_CHUNK_SECONDS", 4)
+    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
 
 
 def packet_times(playlist: Path) -> tuple[list[float], list[float]]:
@@ -215,7 +223,7 @@ def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_o
     """Any order on any worker: the last chunk, then the audio, then chunk 1 are stored before the first
     chunk is encoded; nothing is appended until the first chunk is in, then all of them, in order, by the
     job that completed the sequence, and the playlist ends."""
-    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    four_second_chunks(monkeypatch)
     original = upload(env, 19, make_clip(media / "clip-19.mp4", 854, 480, 10))
     source = probe_source(original)
     arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
@@ -241,7 +249,7 @@ def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_o
 
 def test_a_silent_first_rung_is_appended_chunk_by_chunk_too(env, catalog, make_clip, media, monkeypatch):
     """No audio: the shift comes from the first frame; the frames continue across the boundary at 4 s."""
-    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    four_second_chunks(monkeypatch)
     original = upload(env, 22, make_clip(media / "clip-22.mp4", 854, 480, 8, audio=False))
     source = probe_source(original)
     arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
@@ -259,7 +267,7 @@ def test_a_chunk_job_encodes_only_the_rungs_whose_chunk_is_missing_with_one_ffmp
     """Chunk 0 of 360p is stored (an earlier attempt), 720p's is not: a retry of the chunk job encodes
     720p only and leaves 360p's file alone; a rung already joined is skipped. Every rung's progress is its
     share of chunks stored."""
-    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    four_second_chunks(monkeypatch)
     original = upload(env, 18, make_clip(media / "clip-18.mp4", 1280, 720, 6))
     source = probe_source(original)
     arguments = dict(source_path=key(original), source_height=720, duration=source.duration, fps=source.fps,
@@ -304,7 +312,7 @@ def test_a_chunk_job_encodes_only_the_rungs_whose_chunk_is_missing_with_one_ffmp
 def test_audio_is_never_niced_and_chunks_of_the_other_rungs_are(env, catalog, make_clip, media, monkeypatch):
     """Every join and the first rung's appends wait for the audio: it runs at full priority; the other
     rungs' chunks yield to first rungs (REST_NICENESS)."""
-    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    four_second_chunks(monkeypatch)
     original = upload(env, 23, make_clip(media / "clip-23.mp4", 1280, 720, 6))
     source = probe_source(original)
     niceness = []
@@ -448,8 +456,9 @@ def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, mon
     # The first rung's job encodes its first chunk only; its other chunks also append (a stream copy each).
     assert (timeouts["video-15-480p"], timeouts["video-15-thumbnail"]) == (120 + 4 * 60, 180)
     assert timeouts["video-15-480p-chunk-1"] == 900 and timeouts["video-15-audio-128k"] == 900
-    assert timeouts["video-15-chunk-0"] == 900 and timeouts["video-15-audio-96k"] == 900
-    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 600 + 2 + 3
+    # A chunk of the other rungs (32 s for 360p, 720p and 1080p at once) stays under the limit.
+    assert timeouts["video-15-chunk-0"] == 120 + (3 + 6 + 10) * 32 and timeouts["video-15-audio-96k"] == 900
+    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 2 + 1125 + 3
     assert all(job.kwargs["demuxer"] == "mov" for job in enqueued if "join" not in job.id)
 
 
@@ -510,7 +519,7 @@ def test_a_whole_ladder_through_s3_needs_no_media_dir(env, catalog, redis, seawe
     """A transcoder host with S3 credentials and nothing else: the original comes from the bucket, every
     rung, the master and the thumbnail go back into it, the chunks of the chunked rungs travel through it
     (then go); MEDIA_DIR is never made."""
-    monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    four_second_chunks(monkeypatch)
     storage = seaweedfs.storage()
     storage.delete_prefix("")
     for name, value in {"MEDIA_STORAGE": "s3", "S3_ENDPOINT_URL": seaweedfs.url, "S3_BUCKET": seaweedfs.bucket,

@@ -2,6 +2,7 @@
 import pytest
 
 from services.transcoder import ladder
+from services.transcoder.ffmpeg import SEGMENT_SECONDS
 from services.transcoder.ladder import BY_NAME, choose_rungs, rendition_for, small_source_rendition
 
 
@@ -56,6 +57,17 @@ def test_rendition_for_a_rung_job():
     (130.0, [(0, 60), (60, 60), (120, None)]),
     (180.0, [(0, 60), (60, 60), (120, None)]),
 ])
-def test_chunks_start_on_segment_boundaries_and_the_last_runs_to_the_end(duration, expected):
+def test_first_rung_chunks_start_on_segment_boundaries_and_the_last_runs_to_the_end(duration, expected):
+    assert ladder.first_rung_chunks(duration) == expected
+
+
+@pytest.mark.parametrize("duration, expected", [
+    (32.5, [(0, None)]),
+    (60.0, [(0, 32), (32, None)]),
+    (180.0, [(0, 32), (32, 32), (64, 32), (96, 32), (128, 32), (160, None)]),
+])
+def test_the_other_rungs_are_cut_shorter_on_the_same_segment_boundaries(duration, expected):
     assert ladder.chunks(duration) == expected
-    assert all(start % 4 == 0 for start, _ in ladder.chunks(duration))
+    for cut in (ladder.chunks, ladder.first_rung_chunks):
+        assert all(start % SEGMENT_SECONDS == 0 for start, _ in cut(duration * 7))
+        assert all(seconds % SEGMENT_SECONDS == 0 for _, seconds in cut(duration * 7) if seconds is not None)
