@@ -97,6 +97,8 @@ def test_a_two_minute_video_plays_from_the_start_while_its_first_rung_encodes(pa
                                   for cookie in client.cookies])
         page.goto(f"/pages/watch.html?id={video_id}")
         wait_for(page, "window.videoflixPlayer && window.videoflixPlayer.levels.length >= 1")
+        # Our web app tells the viewer that what plays is still being encoded.
+        assert "480p plays while it is still being encoded" in page.locator("#player-status").inner_text()
         page.locator("h1").click()
         page.keyboard.press("Space")
         wait_for(page, "document.querySelector('#player video, video').currentTime > 1", timeout=30)

@@ -48,9 +48,20 @@ export function percent(video) {
   return Math.max(0, Math.min(100, Math.round(Number(video.progress) || 0)));
 }
 
-/** Rungs the transcoder is still working on. */
+/** Rungs the transcoder is still working on (growing ones included). */
 export function pendingRungs(video) {
   return video.renditions_pending ?? [];
+}
+
+/** Rungs that play already while they are still being encoded (their playlists gain segments). */
+export function growingRungs(video) {
+  return (video.renditions_growing ?? []).map((rendition) => rendition.rung);
+}
+
+/** Rungs not playable yet: pending, not growing. */
+export function comingRungs(video) {
+  const growing = growingRungs(video);
+  return pendingRungs(video).filter((rung) => !growing.includes(rung));
 }
 
 /** Done means nothing more will change: every rung published, or failed for good. */
@@ -64,9 +75,11 @@ export function describe(video) {
   if (video.status === 'failed') return `${status}: ${video.failure_reason || 'unknown reason'}`;
   const rungs = renditionNames(video);
   const available = rungs.length ? ` Available: ${rungs.join(', ')}.` : '';
-  const coming = pendingRungs(video).length ? ` Coming: ${pendingRungs(video).join(', ')}.` : '';
-  if (video.status === 'ready') return `${status} (${percent(video)} % of all qualities done).${available}${coming}`;
-  if (video.status === 'processing') return `${status}: ${percent(video)} %.${available}${coming}`;
+  const growing = growingRungs(video).length ? ` Playing while it encodes: ${growingRungs(video).join(', ')}.` : '';
+  const coming = comingRungs(video).length ? ` Coming: ${comingRungs(video).join(', ')}.` : '';
+  const rungsText = `${available}${growing}${coming}`;
+  if (video.status === 'ready') return `${status} (${percent(video)} % of all qualities done).${rungsText}`;
+  if (video.status === 'processing') return `${status}: ${percent(video)} %.${rungsText}`;
   return `${status}.`;
 }
 

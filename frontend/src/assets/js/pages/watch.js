@@ -1,6 +1,8 @@
 import { ApiError, call } from '../api.js';
 import { el, formatDuration, initAppPage, params, setStatus } from '../ui.js';
-import { describe, forgetUpload, isFinished, isOwnUpload, percent, watchUpload } from '../uploads.js';
+import {
+  comingRungs, describe, forgetUpload, growingRungs, isFinished, isOwnUpload, percent, watchUpload,
+} from '../uploads.js';
 import { bindShortcuts, rememberPosition, startPlayback, worthResuming } from '../player.js';
 
 const id = params().get('id') ?? '';
@@ -43,6 +45,16 @@ function resume() {
   });
 }
 
+/** What is still being encoded, for a video that plays already. */
+function preparing(details) {
+  const growing = growingRungs(details);
+  const coming = comingRungs(details);
+  const parts = [];
+  if (growing.length) parts.push(`${growing.join(', ')} plays while it is still being encoded`);
+  if (coming.length) parts.push(`${coming.join(', ')} ${coming.length > 1 ? 'are' : 'is'} still being prepared (reload later to get ${coming.length > 1 ? 'them' : 'it'})`);
+  return parts.length ? `${parts.join('; ')}.` : 'More qualities are still being prepared; reload later to get them.';
+}
+
 function play(details) {
   hls = startPlayback(video, `/api/video/${encodeURIComponent(id)}/master.m3u8`, {
     onLevels: showLevels,
@@ -54,9 +66,7 @@ function play(details) {
   quality.addEventListener('change', chooseQuality);
   resume();
   bindShortcuts(video, container);
-  if (!isFinished(details)) {
-    setStatus(playerStatus, 'More qualities are still being prepared; reload later to get them.');
-  }
+  if (!isFinished(details)) setStatus(playerStatus, preparing(details));
 }
 
 function showDetails(details) {
