@@ -143,3 +143,35 @@ def test_my_videos_lists_edits_and_retries_and_search_finds(logged_in_page: Page
     finally:
         with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
             cursor.execute("DELETE FROM videos WHERE id = %s", (ready_id,))
+
+
+def test_words_typed_into_search_before_the_library_loads_are_kept(logged_in_page: Page, gateway_url):
+    """The library's list arrives after the page: what the viewer typed meanwhile stays in the box when
+    the list (one ready video at least) fills the page."""
+    page = logged_in_page
+    with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO videos (title, description, category, owner_id, created_at, updated_at, status, progress,"
+            " original_filename) VALUES ('Harbour at noon', 'Boats', 'Places', 999999, now(), now(),"
+            " 'ready', 100, 'x.mp4') RETURNING id")
+        ready_id = cursor.fetchone()[0]
+    held = []
+    library = re.compile(r"/api/video/$")
+    page.route(library, lambda route: held.append(route))  # GET /api/video/ waits until the words are typed
+    try:
+        page.goto("/")
+        page.get_by_label("Search").fill("quokka")
+        for _ in range(50):  # the route's handler runs while Playwright waits
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert len(held) == 1, "the library's list was not requested"
+        held[0].continue_()
+        page.unroute(library)
+        expect(page.locator("#search-category option", has_text="Places")).to_have_count(1)  # the list is in
+        expect(page.get_by_label("Search")).to_have_value("quokka")
+        page.get_by_role("button", name="Search").click()
+        expect(page).to_have_url(f"{gateway_url}/?q=quokka")
+    finally:
+        with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+            cursor.execute("DELETE FROM videos WHERE id = %s", (ready_id,))

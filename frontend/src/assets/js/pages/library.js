@@ -62,10 +62,11 @@ async function loadLibrary() {
 
 async function offerCategories(videos) {
   const select = document.getElementById('search-category');
-  const names = [...new Set(videos.map((video) => video.category))].sort();
+  // The library loads after the page: keep a category chosen meanwhile (or the link's).
+  const chosen = select.value || params().get('category') || '';
+  const names = [...new Set([...videos.map((video) => video.category), ...(chosen ? [chosen] : [])])].sort();
   select.replaceChildren(el('option', { value: '' }, 'All'), ...names.map((name) => el('option', { value: name }, name)));
-  select.value = params().get('category') ?? '';
-  document.getElementById('search-q').value = params().get('q') ?? '';
+  select.value = chosen;
 }
 
 /** GET /api/video/?q=...&category=...: the best matches first, shown as one row. */
@@ -98,6 +99,8 @@ document.getElementById('search-form').addEventListener('submit', (event) => {
 });
 
 initAppPage();
+// At once, not after the library has loaded: words typed meanwhile are never overwritten.
+document.getElementById('search-q').value = params().get('q') ?? '';
 loadLibrary().then(() => {
   const q = params().get('q')?.trim();
   const category = params().get('category');
