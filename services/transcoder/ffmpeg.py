@@ -188,10 +188,16 @@ def chunk_command(source: Path, outputs: list[tuple[Rendition, Path]], fps: floa
     return command
 
 
-def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str) -> list[str]:
+def audio_command(source: Path, rendition: Rendition, output: Path, *, demuxer: str,
+                  seconds: float | None = None) -> list[str]:
     """The audio of the whole source, encoded once (one AAC encoder: no priming gaps at chunk joins);
-    timestamps as written (`RAW_TIMESTAMPS`: the growing first rung cuts it by packet time)."""
-    return [*COMMON, *input_options(demuxer), "-i", input_url(source), "-map", "0:a:0", "-vn",
+    timestamps as written (`RAW_TIMESTAMPS`: the growing first rung cuts it by packet time).
+
+    `seconds`: the source's first `seconds` only, read a second further (as the first chunk's own
+    encoder does): AAC from the same start is deterministic, so its packets before `seconds` are those
+    of the whole-source encode."""
+    reading = ["-t", f"{seconds + HEAD_AUDIO_MARGIN_SECONDS:g}"] if seconds is not None else []
+    return [*COMMON, *reading, *input_options(demuxer), "-i", input_url(source), "-map", "0:a:0", "-vn",
             *audio_options(rendition, True), *RAW_TIMESTAMPS, "-f", SEGMENT_DEMUXER, "-y", str(output)]
 
 
@@ -227,10 +233,12 @@ def append_command(chunk: Path, audio: Path | None, directory: Path, start: floa
         inputs += ["-itsoffset", f"{audio_offset:.6f}", *input_options(SEGMENT_DEMUXER), "-i", input_url(audio)]
         maps += ["-map", "1:a:0"]
         # The filter sees the audio's times after its input offset (before the muxer's delay): the
-        # encoder's time + shift.
+        # encoder's time + shift. Its `drop` must be 0 or 1: ffmpeg 5.1's noise filter takes a value
+        # of -2 or less as "drop every n-th packet" (so a floor() of the distance in chunks kept a third
+        # of the packets two chunks away and more). Commas in a filter's option are escaped.
         low = ticks(start + shift)
-        width = ticks(end - start) if end is not None else ticks(ENDLESS_SECONDS)
-        cut = ["-bsf:a", f"noise=drop=floor((pts-{low})/{width})"]
+        outside = f"not(between(pts\\,{low}\\,{ticks(end + shift) - 1}))" if end is not None else f"lt(pts\\,{low})"
+        cut = ["-bsf:a", f"noise=drop={outside}"]
     return [*COMMON, *inputs, *maps, "-c", "copy", *cut, "-f", "hls", "-hls_time", str(SEGMENT_SECONDS),
             "-hls_playlist_type", "vod", "-hls_flags", "independent_segments", "-start_number", str(first_segment),
             "-hls_segment_filename", str(directory / SEGMENT_PATTERN), str(directory / PLAYLIST)]

@@ -18,8 +18,9 @@ How the ladder is cut into jobs (docs/performance.md has the measurements):
   of the first rung are chunk jobs enqueued right after it (ahead of the other rungs), each appended to
   the rung's growing playlist as soon as every chunk before it is in, by whichever job completes that
   (`append_ready`, under a Redis lock: any worker on any host), with the packets of the whole-source
-  audio of their time (one AAC encoder: no gap, overlap or priming at a chunk boundary). The playlist
-  ends (`#EXT-X-ENDLIST`) with the last chunk.
+  audio of their time (one AAC encoder: no gap, overlap or priming at a chunk boundary; of a long source
+  the first minutes' chunks take the same packets from an encode of those minutes only, queued before
+  them: `FIRST_AUDIO_CHUNKS`). The playlist ends (`#EXT-X-ENDLIST`) with the last chunk.
 - The rest of a source of one first-rung chunk or less: one job running one ffmpeg that decodes the
   source once (a split filter graph): least CPU.
 - The rest of a longer source: one job per chunk (`ladder.CHUNK_SECONDS`, 32 s: shorter, so many hosts
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import time
@@ -72,6 +74,13 @@ FIRST_PLAYABLE_SEGMENTS = 2
 # waits for. Never the audio: every join and the first rung's appended chunks wait for it.
 REST_NICENESS = 10
 AUDIO_TIMEOUT_FACTOR = 0.5
+# The growing first rung appends each chunk with the whole-source audio's packets of its time. Of a long
+# source that audio takes minutes (AAC at 16-40x realtime on a busy core: 1.5-4 minutes for an hour), and
+# with one worker a viewer would reach the end of the first chunk before it. So the chunks of the first
+# FIRST_AUDIO_CHUNKS first-rung chunk lengths take theirs from an encode of that much of the source only
+# (the same packets: `ffmpeg.audio_command(seconds=...)`), queued right after the first chunk; the whole
+# audio comes after their chunk jobs, well before a viewer gets past them.
+FIRST_AUDIO_CHUNKS = 5
 PREFETCH_TIMEOUT_SECONDS = 600
 JOIN_TIMEOUT_FACTOR = 0.2
 # Appending the chunks of the growing first rung: one appender at a time per rung (any host). The lock
@@ -229,8 +238,17 @@ def chunk_job_id(video_id: int, index: int, rung: str | None = None) -> str:
     return f"video-{video_id}-{rung}-chunk-{index}" if rung else f"video-{video_id}-chunk-{index}"
 
 
-def audio_job_id(video_id: int, audio_kbps: int) -> str:
-    return f"video-{video_id}-audio-{audio_kbps}k"
+def audio_job_id(video_id: int, audio_kbps: int, seconds: float | None = None) -> str:
+    """The whole-source audio's job (`video-<id>-audio-<kbps>k`), or that of its first `seconds`."""
+    first = f"-first-{seconds:g}s" if seconds is not None else ""
+    return f"video-{video_id}-audio-{audio_kbps}k{first}"
+
+
+def first_audio_seconds(duration: float) -> float | None:
+    """How much of a source's audio the growing first rung gets first, on its own (FIRST_AUDIO_CHUNKS):
+    None for a source that is not much longer (its whole audio is quick)."""
+    chunks = ladder.first_rung_chunks(duration)
+    return chunks[FIRST_AUDIO_CHUNKS][0] if len(chunks) > FIRST_AUDIO_CHUNKS else None
 
 
 def join_job_id(video_id: int, rung: str) -> str:
@@ -297,10 +315,18 @@ def enqueue_ladder(queue: Queue, video_id: int, source: str, media: probe.Source
     if growing:
         publish.mark_chunks_pending(storage or storage_from_settings(Settings.from_env()), video_id,
                                     [rendition.name for rendition in rungs])
-        jobs += enqueue_audio(queue, video_id, media, rungs, [rungs[0].audio_kbps], source_kwargs, bounded,
+        first_audio = [rungs[0].audio_kbps]
+        early = first_audio_seconds(media.duration) if media.has_audio else None
+        if early is not None:  # a long source: the first minutes' audio, their chunks, then the whole audio
+            jobs += enqueue_audio(queue, video_id, media, rungs, first_audio, source_kwargs, bounded,
+                                  growing=rungs[0].name, seconds=early)
+            jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], first_chunks[1:FIRST_AUDIO_CHUNKS],
+                                       source_kwargs, bounded, growing=True, first_index=1)
+        jobs += enqueue_audio(queue, video_id, media, rungs, first_audio, source_kwargs, bounded,
                               growing=rungs[0].name)
-        jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], first_chunks[1:], source_kwargs, bounded,
-                                   growing=True, first_index=1)
+        later = FIRST_AUDIO_CHUNKS if early is not None else 1
+        jobs += enqueue_chunk_jobs(queue, video_id, media, [rungs[0]], first_chunks[later:], source_kwargs, bounded,
+                                   growing=True, first_index=later)
     if not growing and rungs[1:]:
         jobs.append(rest_job(rungs[1:]))
     elif rungs[1:]:
@@ -329,18 +355,23 @@ def enqueue_chunk_jobs(queue: Queue, video_id: int, media: probe.SourceMedia, re
 
 
 def enqueue_audio(queue: Queue, video_id: int, media: probe.SourceMedia, renditions: list[ladder.Rendition],
-                  rates: list[int], source_kwargs: dict, bounded, growing: str | None = None) -> list[Job | None]:
+                  rates: list[int], source_kwargs: dict, bounded, growing: str | None = None,
+                  seconds: float | None = None) -> list[Job | None]:
     """The whole-source audio once per bit rate in `rates`, for every rung of `renditions` at that rate;
-    `growing`: the growing first rung uses it too (its chunks waiting for it are appended when it is in)."""
+    `growing`: the growing first rung uses it too (its chunks waiting for it are appended when it is in).
+    `seconds`: the audio of the source's first `seconds` only, for the growing first rung alone."""
     jobs = []
     for audio_kbps in rates if media.has_audio else []:
         users = [rendition.name for rendition in renditions if rendition.audio_kbps == audio_kbps]
+        users = [growing] if seconds is not None else users
         extra = {"growing": growing, "duration": media.duration} if growing else {}
+        extra |= {"seconds": seconds} if seconds is not None else {}
+        length = seconds if seconds is not None else media.duration
         jobs.append(_enqueue_once(
-            queue, audio_job_id(video_id, audio_kbps), encode_audio, args=(video_id, audio_kbps, users),
+            queue, audio_job_id(video_id, audio_kbps, seconds), encode_audio, args=(video_id, audio_kbps, users),
             kwargs={"source_path": source_kwargs["source_path"], "source_height": media.height,
                     "demuxer": media.demuxer} | extra,
-            job_timeout=bounded(BASE_TIMEOUT_SECONDS + AUDIO_TIMEOUT_FACTOR * media.duration)))
+            job_timeout=bounded(BASE_TIMEOUT_SECONDS + AUDIO_TIMEOUT_FACTOR * length)))
     return jobs
 
 
@@ -513,22 +544,44 @@ def transcode_chunk(video_id: int, rungs: list[str], index: int, start: float, s
 
 
 def encode_audio(video_id: int, audio_kbps: int, rungs: list[str], source_path: str, source_height: int,
-                 demuxer: str, growing: str | None = None, duration: float | None = None) -> None:
+                 demuxer: str, growing: str | None = None, duration: float | None = None,
+                 seconds: float | None = None) -> None:
     """The audio of the whole source at `audio_kbps`, once, for the chunked rungs `rungs` to join;
-    `growing`: the growing first rung uses it too: its chunks that waited for it are appended."""
+    `growing`: the growing first rung uses it too: its chunks that waited for it are appended.
+    `seconds`: the audio of the source's first `seconds` only, for the growing first rung's first chunks
+    (not encoded if the whole audio is there already)."""
     settings, catalog, storage = _context()
     with stop_if_video_gone(catalog, storage, video_id), job_scratch(settings) as scratch:
         catalog.video(video_id)
-        key = publish.audio_key(video_id, audio_kbps)
-        if not storage.exists(key) and not all(publish.is_published(storage, video_id, rung) for rung in rungs):
+        key = publish.audio_key(video_id, audio_kbps, seconds)
+        needed = not storage.exists(key) and not all(publish.is_published(storage, video_id, rung) for rung in rungs)
+        if needed and seconds is not None:
+            needed = not storage.exists(publish.audio_key(video_id, audio_kbps))
+        if needed:
             rendition = ladder.rendition_for(rungs[0], source_height)
             staged = scratch / Path(key).name
             with originals(settings, storage).local_copy(source_path, scratch) as source:
-                ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer),
+                ffmpeg.run(ffmpeg.audio_command(source, rendition, staged, demuxer=demuxer, seconds=seconds),
                            ResourceLimits.from_settings(settings))
             storage.put_file(key, staged)
         if growing and not publish.is_published(storage, video_id, growing):
             append_ready(settings, catalog, storage, video_id, growing, source_height, duration, True, scratch)
+
+
+def fetch_first_rung_audio(storage: Storage, video_id: int, audio_kbps: int, duration: float, until: float | None,
+                           path: Path) -> float | None:
+    """Into `path`, the audio the growing first rung appends a chunk ending at `until` (None: the end)
+    with: the whole source's if it is stored, else the first minutes' if that reaches `until`. Returns
+    how far the file reaches (math.inf: the end), or None if neither is there yet."""
+    if storage.exists(publish.audio_key(video_id, audio_kbps)):
+        storage.download(publish.audio_key(video_id, audio_kbps), path)
+        return math.inf
+    early = first_audio_seconds(duration)
+    if early is not None and until is not None and until <= early and \
+            storage.exists(publish.audio_key(video_id, audio_kbps, early)):
+        storage.download(publish.audio_key(video_id, audio_kbps, early), path)
+        return early
+    return None
 
 
 def append_ready(settings: Settings, catalog: CatalogClient, storage: Storage, video_id: int, rung: str,
@@ -548,22 +601,23 @@ def append_ready(settings: Settings, catalog: CatalogClient, storage: Storage, v
     try:
         state = publish.growing_state(storage, video_id, rung)
         audio = scratch / "audio.ts" if has_audio else None
+        audio_reaches = 0.0  # how far the audio file in the scratch directory reaches (source seconds)
         while 0 < state.chunks < len(chunks):
             index = state.chunks
             key = publish.chunk_key(video_id, rung, index)
             if not storage.exists(key):
                 break
-            if audio is not None and not audio.exists():
-                if not storage.exists(publish.audio_key(video_id, rendition.audio_kbps)):
+            start, seconds = chunks[index]
+            end = start + seconds if seconds is not None else None
+            if audio is not None and audio_reaches < (end if end is not None else math.inf):
+                audio_reaches = fetch_first_rung_audio(storage, video_id, rendition.audio_kbps, duration, end, audio)
+                if audio_reaches is None:
                     break
-                storage.download(publish.audio_key(video_id, rendition.audio_kbps), audio)
             shift = state.shift_ticks
             if shift is None:
                 first = publish.playlist_segments(publish.rung_playlist(storage, video_id, rung) or "")[0][1]
                 with storage.local_copy(f"{publish.rung_prefix(video_id, rung)}/{first}", scratch) as segment:
                     shift = publish.timestamp_shift(segment, audio)
-            start, seconds = chunks[index]
-            end = start + seconds if seconds is not None else None
             last = index == len(chunks) - 1
             with storage.local_copy(key, scratch) as chunk, publish.staging_dir(scratch, rung) as staged:
                 ffmpeg.run(ffmpeg.append_command(chunk, audio, staged, start, end, shift / ffmpeg.MPEGTS_HZ,

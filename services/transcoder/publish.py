@@ -118,8 +118,10 @@ def chunk_key(video_id: int, rung: str, index: int) -> str:
     return f"{chunks_prefix(video_id)}/{rung}/chunk_{index:04d}.ts"
 
 
-def audio_key(video_id: int, audio_kbps: int) -> str:
-    return f"{chunks_prefix(video_id)}/audio_{audio_kbps}k.ts"
+def audio_key(video_id: int, audio_kbps: int, seconds: float | None = None) -> str:
+    """The whole-source audio at `audio_kbps`, or (`seconds`) that of the source's first `seconds`."""
+    first = f"_first_{seconds:g}s" if seconds is not None else ""
+    return f"{chunks_prefix(video_id)}/audio_{audio_kbps}k{first}.ts"
 
 
 def mark_chunks_pending(storage: Storage, video_id: int, rungs: list[str]) -> None:

@@ -247,6 +247,57 @@ def test_first_rung_chunks_done_before_the_chunks_ahead_of_them_wait_and_go_in_o
     assert not (env / "hls" / "19" / ".chunks").exists()
 
 
+def audio_packets(path: Path) -> list[str]:
+    """The MD5 of the data of every audio packet of an MPEG-TS file or an HLS playlist, in file order."""
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_data_hash", "MD5",
+                             "-show_entries", "packet=data_hash", "-of", "csv=p=0", str(path)],
+                            capture_output=True, text=True, check=True)
+    return [line.split(",")[-1] for line in result.stdout.split() if line]
+
+
+def test_a_long_first_rung_appends_its_first_chunks_with_the_first_minutes_audio(env, catalog, redis, make_clip,
+                                                                                  media, monkeypatch):
+    """A source longer than FIRST_AUDIO_CHUNKS first-rung chunks (2 of 4 s here): an audio job for its
+    first 8 s is queued right after the first chunk, ahead of those chunks and of the whole audio. Chunk
+    1 is appended with it before the whole audio exists; chunk 2 (past 8 s) waits for the whole audio.
+    The rung's audio is, packet for packet, the whole-source encode's."""
+    four_second_chunks(monkeypatch)
+    monkeypatch.setattr(jobs, "FIRST_AUDIO_CHUNKS", 2)
+    original = upload(env, 24, make_clip(media / "clip-24.mp4", 854, 480, 14))
+    source = probe_source(original)
+    jobs.prepare_video(24, source_path=key(original))
+    queue = Queue(jobs.QUEUE, connection=redis)
+    assert queue.job_ids[:7] == ["video-24-480p", "video-24-thumbnail", "video-24-audio-128k-first-8s",
+                                 "video-24-480p-chunk-1", "video-24-audio-128k", "video-24-480p-chunk-2",
+                                 "video-24-480p-chunk-3"]
+    queue.empty()
+
+    arguments = dict(source_path=key(original), source_height=480, duration=source.duration, fps=source.fps,
+                     has_audio=True, demuxer=source.demuxer)
+    audio = dict(source_path=key(original), source_height=480, demuxer=source.demuxer, growing="480p",
+                 duration=source.duration)
+    playlist = env / "hls" / "24" / "480p" / "index.m3u8"
+    jobs.transcode_rung(24, "480p", **arguments, progressive=True, head_seconds=4)
+    jobs.encode_audio(24, 128, ["480p"], **audio, seconds=8)
+    jobs.transcode_chunk(24, ["480p"], 1, 4, 4, **arguments, growing=True)
+    whole_audio = env / publish.audio_key(24, 128)
+    assert not whole_audio.exists() and (env / publish.audio_key(24, 128, 8)).exists()
+    assert len(publish.playlist_segments(playlist.read_text())) == 2  # 0-4 s and 4-8 s
+    jobs.transcode_chunk(24, ["480p"], 2, 8, 4, **arguments, growing=True)
+    assert len(publish.playlist_segments(playlist.read_text())) == 2  # 8-12 s needs the whole audio
+    jobs.encode_audio(24, 128, ["480p"], **audio)
+    assert len(publish.playlist_segments(playlist.read_text())) == 3
+    whole = audio_packets(whole_audio)
+    jobs.transcode_chunk(24, ["480p"], 3, 12, None, **arguments, growing=True)
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+
+    video_times, audio_times = packet_times(playlist)
+    assert steps(video_times) == {0.04} and len(video_times) == 350 and steps(audio_times) == {0.0232}
+    rung = audio_packets(playlist)
+    assert len(rung) == len(whole) > 14 * 43 and rung == whole
+    assert not (env / "hls" / "24" / ".chunks" / "480p").exists()  # the audio stays for 360p's join
+
+
 def test_a_silent_first_rung_is_appended_chunk_by_chunk_too(env, catalog, make_clip, media, monkeypatch):
     """No audio: the shift comes from the first frame; the frames continue across the boundary at 4 s."""
     four_second_chunks(monkeypatch)
@@ -458,7 +509,9 @@ def test_job_timeouts_never_exceed_the_absolute_limit(env, redis, clip_360p, mon
     assert timeouts["video-15-480p-chunk-1"] == 900 and timeouts["video-15-audio-128k"] == 900
     # A chunk of the other rungs (32 s for 360p, 720p and 1080p at once) stays under the limit.
     assert timeouts["video-15-chunk-0"] == 120 + (3 + 6 + 10) * 32 and timeouts["video-15-audio-96k"] == 900
-    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (1 + 599) + 2 + 1125 + 3
+    # The audio of the first five minutes for the first rung's first chunks: timed for five minutes.
+    assert timeouts["video-15-audio-128k-first-300s"] == 120 + 0.5 * 300
+    assert timeouts["video-15-1080p-join"] == 900 and len(enqueued) == 2 + (2 + 599) + 2 + 1125 + 3
     assert all(job.kwargs["demuxer"] == "mov" for job in enqueued if "join" not in job.id)
 
 
