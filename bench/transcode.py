@@ -8,8 +8,8 @@
   ffmpeg process with a split filter graph writing every rung (services/transcoder/ffmpeg.py
   `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
-  20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's audio and its
-  19 other 60 s chunks, the other audio, 38 chunk jobs of 32 s for every other rung, joins), scheduled in
+  20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's first 5
+  minutes' audio, its chunks 1-4, its whole audio and its 15 other 60 s chunks, the other audio, 38 chunk jobs of 32 s for every other rung, joins), scheduled in
   enqueue order on N workers (each job to the first free worker, joins once their chunks are done).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from redis import Redis
 from rq.job import Job
 
-from services.transcoder import ffmpeg, ladder, probe
+from services.transcoder import ffmpeg, jobs, ladder, probe
 
 from .harness import BENCH_MEDIA, make_clip, tree_cpu_seconds, upload, video
 from .measure import print_checks, print_table, ratio, save
@@ -136,8 +136,8 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
               seconds: float) -> list[tuple[str, float, list[str]]]:
     """(job, seconds, needs) in enqueue order for a source of `seconds`, from a run on `measured_seconds`:
     the first rung's first chunk (progressive) as measured, the whole-source audio jobs scaled with the
-    duration, the first rung's other chunk jobs (which also append) at their mean full-chunk time, the
-    other audio, the chunk jobs of the other rungs (one per `ladder.CHUNK_SECONDS` chunk, every other rung;
+    duration (the first rung's first minutes' audio too), the first rung's other chunk jobs (which also
+    append) at their mean full-chunk time, the other audio, the chunk jobs of the other rungs (one per `ladder.CHUNK_SECONDS` chunk, every other rung;
     the shorter last one too) at theirs, each join after every chunk job and the audio."""
     scale = seconds / measured_seconds
     prefix = f"video-{video_id}-"
@@ -154,10 +154,15 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
     audio = {key.removeprefix(prefix): value * scale for key, value in measured.items()
              if key.startswith(f"{prefix}audio-")}
     first_audio = [name for name in audio if name == f"audio-{ladder.BY_NAME[first].audio_kbps}k"]
-    graph += [(name, audio[name], []) for name in first_audio]
     first_chunk = mean_chunk_time(f"{prefix}{first}-", ladder.first_rung_chunks)
-    graph += [(f"{first} chunk {index}", first_chunk, [])
-              for index in range(1, len(ladder.first_rung_chunks(seconds)))]
+    first_chunks = [(f"{first} chunk {index}", first_chunk, [])
+                    for index in range(1, len(ladder.first_rung_chunks(seconds)))]
+    early = jobs.first_audio_seconds(seconds)
+    if early is not None and first_audio:  # its first minutes' audio, their chunks, then its whole audio
+        graph.append(("first minutes' audio", audio[first_audio[0]] * early / seconds, []))
+        graph += first_chunks[:jobs.FIRST_AUDIO_CHUNKS - 1]
+        first_chunks = first_chunks[jobs.FIRST_AUDIO_CHUNKS - 1:]
+    graph += [(name, audio[name], []) for name in first_audio] + first_chunks
     graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
     rest_chunk = mean_chunk_time(prefix, ladder.chunks)
     count = len(ladder.chunks(seconds))
