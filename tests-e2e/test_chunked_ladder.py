@@ -4,6 +4,8 @@ per rung without re-encoding; the progressive first rung grows from its first 60
 appended to its playlist in order as they come in. ffprobe checks what players get
 through the gateway: timestamps continuous across the chunk boundaries of every rung, the first one's
 included (video and audio: no gap, no overlap), and the keyframes of every rung on the same instants.
+A source of 5.5 minutes checks the same of a first rung grown from six chunks, its first ones appended
+with the audio of its first 5 minutes (a job of its own, ahead of the whole-source audio).
 """
 from __future__ import annotations
 
@@ -22,17 +24,20 @@ RUNGS = ("360p", "480p", "720p")
 FRAME = 1 / 25
 
 
-@pytest.fixture(scope="module")
-def long_source(tmp_path_factory) -> Path:
-    """720p H.264 at a constant 25 fps with AAC: 10 s of picture generated and stream-copied to 130 s
+def looped_source(directory: Path, seconds: int, width: int, height: int) -> Path:
+    """H.264 at a constant 25 fps with AAC: 10 s of picture generated and stream-copied to `seconds`
     (nothing encoded for minutes; a clip without audio loops without a gap), then a tone encoded beside it."""
-    directory = tmp_path_factory.mktemp("chunked")
-    clip = generate_clip(directory / "ten.mp4", 1280, 720, 10, audio=False)
+    clip = generate_clip(directory / "ten.mp4", width, height, 10, audio=False)
     source = directory / "long.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(SOURCE_SECONDS // 10 - 1), "-i", str(clip),
-                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={SOURCE_SECONDS}", "-map", "0:v", "-map", "1:a",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(seconds // 10 - 1), "-i", str(clip),
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-map", "0:v", "-map", "1:a",
                     "-c:v", "copy", "-c:a", "aac", "-shortest", str(source)], check=True)
     return source
+
+
+@pytest.fixture(scope="module")
+def long_source(tmp_path_factory) -> Path:
+    return looped_source(tmp_path_factory.mktemp("chunked"), SOURCE_SECONDS, 1280, 720)
 
 
 def download_rung(client, video_id: int, rung: str, directory: Path) -> Path:
@@ -129,3 +134,31 @@ def test_chunked_ladder_is_continuous_and_its_rungs_switch_on_the_same_frames(lo
     # The same keyframes, every 2 s, in every rung.
     assert keyframes["360p"] == keyframes["480p"] == keyframes["720p"]
     assert sorted(keyframes["480p"]) == [2.0 * index for index in range(len(keyframes["480p"]))]
+
+
+# Longer than the 5 minutes whose audio the first rung gets first (jobs.FIRST_AUDIO_CHUNKS): 6 chunks.
+FIRST_RUNG_ONLY_SECONDS = 330
+
+
+def test_a_long_first_rung_stays_continuous_from_its_first_minutes_audio_to_the_whole(logged_in_client, tmp_path,
+                                                                                     tmp_path_factory):
+    """A 360p source (its one rung is the growing first rung) of 5.5 minutes: chunks 1-4 are appended
+    with the audio of the first 5 minutes, chunk 5 with the whole-source audio; chunks far from the
+    start keep only their own audio packets. What a player gets has every frame once and an audio packet
+    every 1024 samples from 0:00 to the end."""
+    client = logged_in_client
+    source = looped_source(tmp_path_factory.mktemp("first-rung"), FIRST_RUNG_ONLY_SECONDS, 640, 360)
+    video = upload(client, source, title="Long first rung")
+    detail = wait_for(client, video["id"], complete, timeout=600)
+    assert [rendition["rung"] for rendition in detail["renditions"]] == ["360p"]
+    logs = "".join(path.read_text(errors="replace") for path in (Path(STACK_ENV["VAR_DIR"]) / "log").glob("transcoder-*.log"))
+    assert f"video-{video['id']}-audio-96k-first-300s" in logs and f"video-{video['id']}-360p-chunk-5" in logs
+
+    found = packets(download_rung(client, video["id"], "360p", tmp_path))
+    frames = [pts for pts, _ in found["video"]]
+    assert steps(frames) == {FRAME} and abs(len(frames) - FIRST_RUNG_ONLY_SECONDS * 25) <= 1
+    audio_times = [pts for pts, _ in found["audio"]]
+    assert steps(audio_times) == {0.0232}, steps(audio_times)
+    assert audio_times[-1] - audio_times[0] == pytest.approx(FIRST_RUNG_ONLY_SECONDS, abs=0.1)
+    assert client.delete(f"video/{video['id']}/").status_code == 204
+
