@@ -2,9 +2,11 @@
 resumes where the server stopped; My videos lists, edits and retries one's own videos; search."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from pathlib import Path
+from typing import Iterator
 
 import psycopg2
 import pytest
@@ -20,6 +22,22 @@ UPLOAD_BYTES_PER_SECOND = 256 * 1024
 def long_clip(tmp_path_factory) -> Path:
     """A 30-second 640x360 clip (a few MiB): several seconds to send at the throttled rate."""
     return e2e.generate_clip(tmp_path_factory.mktemp("media") / "long_walk.mp4", 640, 360, 30)
+
+
+@contextlib.contextmanager
+def ready_video_of_someone_else(title: str, description: str, category: str) -> Iterator[int]:
+    """A ready video of another user, inserted straight into the catalog (no transcoding), then deleted."""
+    with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO videos (title, description, category, owner_id, created_at, updated_at, status, progress,"
+            " original_filename) VALUES (%s, %s, %s, 999999, now(), now(), 'ready', 100, 'x.mp4') RETURNING id",
+            (title, description, category))
+        video_id = cursor.fetchone()[0]
+    try:
+        yield video_id
+    finally:
+        with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
+            cursor.execute("DELETE FROM videos WHERE id = %s", (video_id,))
 
 
 def settle_session(page: Page) -> None:
@@ -120,13 +138,7 @@ def test_my_videos_lists_edits_and_retries_and_search_finds(logged_in_page: Page
 
     # Search: a ready video of someone else (inserted straight into the catalog) is found by a word of
     # its description, and only with its own category.
-    with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO videos (title, description, category, owner_id, created_at, updated_at, status, progress,"
-            " original_filename) VALUES ('Wildlife at dawn', 'A quokka smiles', 'Nature', 999999, now(), now(),"
-            " 'ready', 100, 'x.mp4') RETURNING id")
-        ready_id = cursor.fetchone()[0]
-    try:
+    with ready_video_of_someone_else("Wildlife at dawn", "A quokka smiles", "Nature") as ready_id:
         page.goto("/")
         page.get_by_label("Search").fill("quokka")
         page.get_by_role("button", name="Search").click()
@@ -140,25 +152,16 @@ def test_my_videos_lists_edits_and_retries_and_search_finds(logged_in_page: Page
         expect(page.locator("#library-status")).to_have_text("Nothing matches your search.")
         page.goto("/?q=quokka&category=Nature")  # a search is a link
         expect(page.locator("#library-status")).to_have_text("1 found.")
-    finally:
-        with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
-            cursor.execute("DELETE FROM videos WHERE id = %s", (ready_id,))
 
 
 def test_words_typed_into_search_before_the_library_loads_are_kept(logged_in_page: Page, gateway_url):
     """The library's list arrives after the page: what the viewer typed meanwhile stays in the box when
     the list (one ready video at least) fills the page."""
     page = logged_in_page
-    with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO videos (title, description, category, owner_id, created_at, updated_at, status, progress,"
-            " original_filename) VALUES ('Harbour at noon', 'Boats', 'Places', 999999, now(), now(),"
-            " 'ready', 100, 'x.mp4') RETURNING id")
-        ready_id = cursor.fetchone()[0]
     held = []
     library = re.compile(r"/api/video/$")
     page.route(library, lambda route: held.append(route))  # GET /api/video/ waits until the words are typed
-    try:
+    with ready_video_of_someone_else("Harbour at noon", "Boats", "Places"):
         page.goto("/")
         page.get_by_label("Search").fill("quokka")
         for _ in range(50):  # the route's handler runs while Playwright waits
@@ -172,6 +175,3 @@ def test_words_typed_into_search_before_the_library_loads_are_kept(logged_in_pag
         expect(page.get_by_label("Search")).to_have_value("quokka")
         page.get_by_role("button", name="Search").click()
         expect(page).to_have_url(f"{gateway_url}/?q=quokka")
-    finally:
-        with psycopg2.connect(e2e.STACK_ENV["CATALOG_DATABASE_URL"]) as connection, connection.cursor() as cursor:
-            cursor.execute("DELETE FROM videos WHERE id = %s", (ready_id,))
