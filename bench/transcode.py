@@ -9,8 +9,9 @@
   `split_command`): wall time and CPU time.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
   20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's first 5
-  minutes' audio, its chunks 1-4, its whole audio and its 15 other 60 s chunks, the other audio, 38 chunk jobs of 32 s for every other rung, joins), scheduled in
-  enqueue order on N workers (each job to the first free worker, joins once their chunks are done).
+  minutes' audio, its chunks 1-4, its whole audio and its 15 other 60 s chunks, the other audio, 38
+  chunk jobs of 32 s for every other rung, joins), scheduled in enqueue order on N workers (each job to
+  the first free worker, joins once their chunks are done).
 """
 from __future__ import annotations
 
@@ -137,26 +138,34 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
     """(job, seconds, needs) in enqueue order for a source of `seconds`, from a run on `measured_seconds`:
     the first rung's first chunk (progressive) as measured, the whole-source audio jobs scaled with the
     duration (the first rung's first minutes' audio too), the first rung's other chunk jobs (which also
-    append) at their mean full-chunk time, the other audio, the chunk jobs of the other rungs (one per `ladder.CHUNK_SECONDS` chunk, every other rung;
-    the shorter last one too) at theirs, each join after every chunk job and the audio."""
+    append) and the chunk jobs of the other rungs (one per chunk of `ladder.chunks`, every other rung)
+    at their measured time per second of source times their length, the other audio before them, each
+    join after every chunk job and the audio."""
     scale = seconds / measured_seconds
     prefix = f"video-{video_id}-"
     first = rungs[0]
     graph = [("first rung chunk 0", measured[f"{prefix}{first}"], []),
              ("thumbnail", measured.get(f"{prefix}thumbnail", 0.0), [])]
 
-    def mean_chunk_time(job_prefix: str, cut) -> float:
-        """Mean time of the chunk jobs of a full chunk length (the first rung has no job for chunk 0)."""
-        times = [measured[f"{job_prefix}chunk-{index}"] for index, (_, length) in enumerate(cut(measured_seconds))
+    def mean_chunk_rate(job_prefix: str, cut) -> float:
+        """Seconds of a chunk job per second of source, the mean over the chunks of a full length (the
+        first rung has no job for chunk 0). The other rungs of the 3-minute source come in 60 s chunks,
+        of the 20-minute one in 32 s chunks (`ladder.chunks`): their jobs are scaled by length (measured
+        when both were 32 s: a 32 s job took 0.52-0.55 of a 60 s one, 32/60 = 0.53)."""
+        rates = [measured[f"{job_prefix}chunk-{index}"] / length
+                 for index, (_, length) in enumerate(cut(measured_seconds))
                  if length is not None and f"{job_prefix}chunk-{index}" in measured]
-        return sum(times) / len(times)
+        return sum(rates) / len(rates)
+
+    def lengths(cut) -> list[float]:
+        return [length if length is not None else seconds - start for start, length in cut(seconds)]
 
     audio = {key.removeprefix(prefix): value * scale for key, value in measured.items()
              if key.startswith(f"{prefix}audio-")}
     first_audio = [name for name in audio if name == f"audio-{ladder.BY_NAME[first].audio_kbps}k"]
-    first_chunk = mean_chunk_time(f"{prefix}{first}-", ladder.first_rung_chunks)
-    first_chunks = [(f"{first} chunk {index}", first_chunk, [])
-                    for index in range(1, len(ladder.first_rung_chunks(seconds)))]
+    first_rate = mean_chunk_rate(f"{prefix}{first}-", ladder.first_rung_chunks)
+    first_chunks = [(f"{first} chunk {index}", first_rate * length, [])
+                    for index, length in enumerate(lengths(ladder.first_rung_chunks)) if index > 0]
     early = jobs.first_audio_seconds(seconds)
     if early is not None and first_audio:  # its first minutes' audio, their chunks, then its whole audio
         graph.append(("first minutes' audio", audio[first_audio[0]] * early / seconds, []))
@@ -164,9 +173,9 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
         first_chunks = first_chunks[jobs.FIRST_AUDIO_CHUNKS - 1:]
     graph += [(name, audio[name], []) for name in first_audio] + first_chunks
     graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
-    rest_chunk = mean_chunk_time(prefix, ladder.chunks)
+    rest_rate = mean_chunk_rate(prefix, ladder.chunks)
     count = len(ladder.chunks(seconds))
-    graph += [(f"chunk {index}", rest_chunk, []) for index in range(count)]
+    graph += [(f"chunk {index}", rest_rate * length, []) for index, length in enumerate(lengths(ladder.chunks))]
     for rung in rungs[1:]:
         needs = [f"chunk {index}" for index in range(count)] + list(audio)
         graph.append((f"{rung} join", measured[f"{prefix}{rung}-join"] * scale, needs))

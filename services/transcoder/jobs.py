@@ -23,8 +23,8 @@ How the ladder is cut into jobs (docs/performance.md has the measurements):
   them: `FIRST_AUDIO_CHUNKS`). The playlist ends (`#EXT-X-ENDLIST`) with the last chunk.
 - The rest of a source of one first-rung chunk or less: one job running one ffmpeg that decodes the
   source once (a split filter graph): least CPU.
-- The rest of a longer source: one job per chunk (`ladder.CHUNK_SECONDS`, 32 s: shorter, so many hosts
-  share the work evenly) that any worker on any host can take (`transcode_chunk`: the chunk decoded
+- The rest of a longer source: one job per chunk (`ladder.chunks`: 60 s, or 32 s of a source over 10
+  minutes, so many hosts share it evenly) that any worker on any host can take (`transcode_chunk`: the chunk decoded
   once, a split filter graph encoding it for every rung of the rest), the audio once per audio bit rate
   for the whole source (`encode_audio`), and per rung a join job that depends on them
   (`join_rung`): a stream copy into one continuous HLS rung. Chunks and audio travel through the storage

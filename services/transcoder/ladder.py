@@ -64,14 +64,19 @@ def choose_rungs(source_height: int) -> list[Rendition]:
 # Chunk lengths, each a multiple of the segment length (every chunk ends on a segment boundary).
 # The growing first rung: long chunks, so its next chunk is in well before a viewer gets there.
 FIRST_RUNG_CHUNK_SECONDS = 60
-# The other rungs: short chunks, so many hosts share a long source evenly (bench: 60 s chunks left 16
-# hosts idle through a second round of 20 jobs); each chunk job decodes its chunk once for every rung.
+# The other rungs of a long source: short chunks, so many hosts share it evenly (bench: 60 s chunks
+# left 16 hosts idle through a second round of 20 jobs of a 20-minute source).
 CHUNK_SECONDS = 32
+# Up to this long, the other rungs keep the first rung's 60 s chunks: each chunk costs a decode from
+# the keyframe before its start (bench: 32 s chunks of a 3-minute source took 2-4% more CPU), and a
+# source this short has few chunks to share either way.
+SHORT_CHUNKS_FROM_SECONDS = 600
 
 
 def chunks(duration: float) -> list[tuple[float, float | None]]:
-    """(start, seconds) of each CHUNK_SECONDS chunk of the other rungs of a source."""
-    return cut(duration, CHUNK_SECONDS)
+    """(start, seconds) of each chunk of the other rungs of a source: CHUNK_SECONDS long for a source
+    longer than SHORT_CHUNKS_FROM_SECONDS, else FIRST_RUNG_CHUNK_SECONDS."""
+    return cut(duration, CHUNK_SECONDS if duration > SHORT_CHUNKS_FROM_SECONDS else FIRST_RUNG_CHUNK_SECONDS)
 
 
 def first_rung_chunks(duration: float) -> list[tuple[float, float | None]]:

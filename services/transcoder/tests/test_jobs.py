@@ -141,6 +141,7 @@ def test_prepare_of_a_long_source_enqueues_first_rung_thumbnail_chunks_audio_and
     the audio once, a join per rung."""
     monkeypatch.setattr(ladder, "FIRST_RUNG_CHUNK_SECONDS", 8)
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    monkeypatch.setattr(ladder, "SHORT_CHUNKS_FROM_SECONDS", 0)
     source = make_clip(media / "clip-720p-audio-10s.mp4", 1280, 720, 10)
     original = upload(env, 5, source)
     jobs.prepare_video(5, source_path=str(original))  # an absolute path (older jobs): the one original is found
@@ -203,6 +204,7 @@ def four_second_chunks(monkeypatch) -> None:
     """Chunks of 4 s (a segment) for the first rung and the others: short test clips cut into several."""
     monkeypatch.setattr(ladder, "FIRST_RUNG_CHUNK_SECONDS", 4)
     monkeypatch.setattr(ladder, "CHUNK_SECONDS", 4)
+    monkeypatch.setattr(ladder, "SHORT_CHUNKS_FROM_SECONDS", 0)
 
 
 def packet_times(playlist: Path) -> tuple[list[float], list[float]]:

@@ -62,11 +62,11 @@ def test_first_rung_chunks_start_on_segment_boundaries_and_the_last_runs_to_the_
 
 
 @pytest.mark.parametrize("duration, expected", [
-    (32.5, [(0, None)]),
-    (60.0, [(0, 32), (32, None)]),
-    (180.0, [(0, 32), (32, 32), (64, 32), (96, 32), (128, 32), (160, None)]),
+    (180.0, [(0, 60), (60, 60), (120, None)]),  # a short source: the first rung's chunks
+    (600.0, [(index * 60, 60 if index < 9 else None) for index in range(10)]),
+    (620.0, [(index * 32, 32 if index < 19 else None) for index in range(20)]),  # longer: shorter chunks
 ])
-def test_the_other_rungs_are_cut_shorter_on_the_same_segment_boundaries(duration, expected):
+def test_the_other_rungs_of_a_long_source_are_cut_shorter_on_the_same_segment_boundaries(duration, expected):
     assert ladder.chunks(duration) == expected
     for cut in (ladder.chunks, ladder.first_rung_chunks):
         assert all(start % SEGMENT_SECONDS == 0 for start, _ in cut(duration * 7))
