@@ -24,9 +24,9 @@ How the ladder is cut into jobs (docs/performance.md has the measurements):
 - The rest of a source of one first-rung chunk or less: one job running one ffmpeg that decodes the
   source once (a split filter graph): least CPU.
 - The rest of a longer source: one job per chunk (`ladder.chunks`: 60 s, or 32 s of a source over 10
-  minutes, so many hosts share it evenly) that any worker on any host can take (`transcode_chunk`: the chunk decoded
-  once, a split filter graph encoding it for every rung of the rest), the audio once per audio bit rate
-  for the whole source (`encode_audio`), and per rung a join job that depends on them
+  minutes, so many hosts share it evenly) that any worker on any host can take (`transcode_chunk`: the
+  chunk decoded once, a split filter graph encoding it for every rung of the rest), the audio once per
+  audio bit rate for the whole source (`encode_audio`), and per rung a join job that depends on them
   (`join_rung`): a stream copy into one continuous HLS rung. Chunks and audio travel through the storage
   (`hls/<id>/.chunks/`), never a shared disk. A killed worker loses one chunk.
 """
