@@ -173,6 +173,10 @@ def _issue_session_cookies(user: User, csrf: str, session_id: str) -> None:
 
     @after_this_request
     def set_cookies(response: Response) -> Response:
+        # Only with a successful answer: a commit that failed (PostgreSQL restarting) stored no token, and
+        # a client holding one would be taken for a thief at its next refresh (every session revoked).
+        if response.status_code >= 400:
+            return response
         refresh_seconds = _seconds("JWT_REFRESH_TOKEN_EXPIRES")
         set_access_cookies(response, access_token, max_age=_seconds("JWT_ACCESS_TOKEN_EXPIRES"))
         set_refresh_cookies(response, refresh_token, max_age=refresh_seconds)

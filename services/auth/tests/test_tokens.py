@@ -159,6 +159,28 @@ def test_refresh_sets_new_tokens_of_the_same_session_with_the_same_csrf_value(ap
     assert claims(app, new_refresh)["jti"] != claims(app, old_refresh)["jti"]
 
 
+def test_a_refresh_whose_commit_fails_sets_no_cookie_and_the_old_token_still_works(app, logged_in, monkeypatch):
+    """PostgreSQL gone at the commit (a restart): the answer is the JSON 503 and carries no token that
+    was never stored; the client keeps its refresh token, which works once the database is back."""
+    from sqlalchemy.exc import OperationalError
+
+    from services.auth import tokens
+
+    old_refresh = cookie(logged_in, "refresh_token")
+    commit = tokens.db.session.commit
+
+    def lost(*args, **kwargs):
+        tokens.db.session.rollback()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(tokens.db.session, "commit", lost)
+    failed = logged_in.post("/api/token/refresh/", json={})
+    assert failed.status_code == 503 and failed.is_json and not set_cookies(failed)
+    assert cookie(logged_in, "refresh_token") == old_refresh
+    monkeypatch.setattr(tokens.db.session, "commit", commit)
+    assert logged_in.post("/api/token/refresh/", json={}).status_code == 200
+
+
 def test_every_refresh_token_works_once_and_a_reused_one_revokes_every_session(app, accounts, logged_in):
     other_device = app.test_client()
     assert accounts.login(logged_in.email, client=other_device).status_code == 200
