@@ -174,8 +174,9 @@ def job_graph(measured: dict[str, float], video_id: int, rungs: list[str], measu
     graph += [(name, audio[name], []) for name in first_audio] + first_chunks
     graph += [(name, value, []) for name, value in audio.items() if name not in first_audio]
     rest_rate = mean_chunk_rate(prefix, ladder.chunks)
-    count = len(ladder.chunks(seconds))
-    graph += [(f"chunk {index}", rest_rate * length, []) for index, length in enumerate(lengths(ladder.chunks))]
+    rest_lengths = lengths(ladder.chunks)
+    count = len(rest_lengths)
+    graph += [(f"chunk {index}", rest_rate * length, []) for index, length in enumerate(rest_lengths)]
     for rung in rungs[1:]:
         needs = [f"chunk {index}" for index in range(count)] + list(audio)
         graph.append((f"{rung} join", measured[f"{prefix}{rung}-join"] * scale, needs))

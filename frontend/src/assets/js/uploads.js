@@ -75,9 +75,10 @@ export function describe(video) {
   if (video.status === 'failed') return `${status}: ${video.failure_reason || 'unknown reason'}`;
   const rungs = renditionNames(video);
   const available = rungs.length ? ` Available: ${rungs.join(', ')}.` : '';
-  const growing = growingRungs(video).length ? ` Playing while it encodes: ${growingRungs(video).join(', ')}.` : '';
-  const coming = comingRungs(video).length ? ` Coming: ${comingRungs(video).join(', ')}.` : '';
-  const rungsText = `${available}${growing}${coming}`;
+  const [growing, coming] = [growingRungs(video), comingRungs(video)];
+  const growingText = growing.length ? ` Playing while it encodes: ${growing.join(', ')}.` : '';
+  const comingText = coming.length ? ` Coming: ${coming.join(', ')}.` : '';
+  const rungsText = `${available}${growingText}${comingText}`;
   if (video.status === 'ready') return `${status} (${percent(video)} % of all qualities done).${rungsText}`;
   if (video.status === 'processing') return `${status}: ${percent(video)} %.${rungsText}`;
   return `${status}.`;
