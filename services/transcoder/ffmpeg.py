@@ -142,7 +142,8 @@ def rung_command(source: Path, rendition: Rendition, fps: float, has_audio: bool
     if head_seconds is not None:
         reading = ["-t", f"{head_seconds + HEAD_AUDIO_MARGIN_SECONDS:g}"]
         trim = f"trim=end={head_seconds:g},"
-        cut = ["-bsf:a", f"noise=drop=trunc(pts*tb/{head_seconds:g})"] if has_audio else []
+        # 0 or 1 for any time (see append_command: a `drop` of 2 or more means "every n-th packet").
+        cut = ["-bsf:a", f"noise=drop=gte(pts*tb\\,{head_seconds:g})"] if has_audio else []
     return [*COMMON, "-progress", "pipe:1", *reading, *input_options(demuxer), "-i", input_url(source), *maps,
             "-vf", f"{trim}scale=-2:{rendition.height}", *video_options(rendition, fps, preset),
             *audio_options(rendition, has_audio), *cut, *hls_options(progressive=progressive)]

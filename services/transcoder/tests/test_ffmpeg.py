@@ -69,7 +69,7 @@ def test_first_chunk_of_a_long_first_rung_keeps_the_frames_and_audio_packets_bef
                            head_seconds=60)
     assert command[command.index("-t") + 1] == "61" and command.index("-t") < command.index("-i")
     assert command[command.index("-vf") + 1] == "trim=end=60,scale=-2:480"
-    assert command[command.index("-bsf:a") + 1] == "noise=drop=trunc(pts*tb/60)"
+    assert command[command.index("-bsf:a") + 1] == "noise=drop=gte(pts*tb\\,60)"
     assert command[command.index("-hls_playlist_type") + 1] == "event"
     silent = rung_command(SOURCE, BY_NAME["480p"], fps=25, has_audio=False, demuxer="mov", progressive=True,
                           head_seconds=60)
