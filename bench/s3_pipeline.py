@@ -27,7 +27,7 @@ from videoflix_shared.storage import PART_BYTES, storage_from_settings
 
 from .harness import Stack, make_clip, process_tree, register_and_login, tree_cpu_seconds
 from .measure import print_checks, print_table, ratio, save
-from .transcode import FIRST_PLAY_MINUTES, FIRST_PLAY_TARGET_S, first_play, long_source, run_pipeline, use_workers
+from .transcode import FIRST_PLAY_TARGET_S, first_plays, run_pipeline
 from .upload import PEAK_RSS_TARGET, SIZE, PeakMemory, curl_upload
 
 CLIP_SECONDS = 12
@@ -110,18 +110,6 @@ def run_upload(context) -> dict:
     data = {"upload": upload, "checks": checks}
     save("s3_upload", data)
     return data
-
-
-def first_plays(context) -> list[dict]:
-    """After a ladder run on one worker: every transcoder of the stack takes jobs again, as in the
-    transcode benchmark's first plays."""
-    use_workers(context.stack, len(context.stack.transcoder_names()))
-    found = []
-    for minutes in FIRST_PLAY_MINUTES:
-        found.append(first_play(context, long_source(minutes), minutes))
-        print(f"  first play, {minutes} min, {context.stack.env.get('MEDIA_STORAGE', 'local')}: "
-              f"{found[-1]['first_playable_s']:.1f} s", flush=True)
-    return found
 
 
 def first_play_report(local: list[dict], on_s3: list[dict]) -> dict:

@@ -83,6 +83,17 @@ def first_play(context, source: Path, minutes: int) -> dict:
             "ratio_to_duration": elapsed / (minutes * 60)}
 
 
+def first_plays(context) -> list[dict]:
+    """First play of every FIRST_PLAY_MINUTES source, every transcoder of the stack taking jobs."""
+    use_workers(context.stack, len(context.stack.transcoder_names()))
+    found = []
+    for minutes in FIRST_PLAY_MINUTES:
+        found.append(first_play(context, long_source(minutes), minutes))
+        print(f"  first play, {minutes} min, {context.stack.env.get('MEDIA_STORAGE', 'local')}: "
+              f"{found[-1]['first_playable_s']:.1f} s", flush=True)
+    return found
+
+
 def run_split(source: Path, work_dir: Path) -> dict:
     """The split from the stored file: its probe (the command needs the frame rate, the audio, the
     demuxer, as the pipeline's prepare job does, whose time the pipeline's figures hold), then one ffmpeg."""
@@ -201,12 +212,8 @@ def makespan(graph: list[tuple[str, float, list[str]]], workers: int) -> float:
 
 def run(context) -> dict:
     stack = context.stack
-    first_plays = []
     try:
-        use_workers(stack, len(stack.transcoder_names()))
-        for minutes in FIRST_PLAY_MINUTES:
-            first_plays.append(first_play(context, long_source(minutes), minutes))
-            print(f"  first play, {minutes} min: {first_plays[-1]['first_playable_s']:.1f} s", flush=True)
+        plays = first_plays(context)
         source = long_source(LADDER_MINUTES)
         splits, pipelines = [], {}
         for workers in (2, 1):  # split, 2 workers, split, 1 worker: the 2-worker run between two splits
@@ -220,7 +227,7 @@ def run(context) -> dict:
         use_workers(stack, len(stack.transcoder_names()))
     # The same host runs 10-30% slower for minutes at a time (other tenants): the pipelines are compared
     # with the mean of the splits run before and after the 2-worker run.
-    split = {key: sum(run[key] for run in splits) / len(splits) for key in ("first_playable_s", "ladder_s", "cpu_s")}
+    split = {key: sum(measured[key] for measured in splits) / len(splits) for key in ("first_playable_s", "ladder_s", "cpu_s")}
     seconds = LADDER_MINUTES * 60
     two = pipelines[2]
     graph = job_graph(two["jobs"], two["video_id"], [rung.name for rung in ladder.choose_rungs(1080)],
@@ -234,9 +241,9 @@ def run(context) -> dict:
     print_table("First play: upload's 201 -> playable (progressive first rung), 1080p with audio",
                 ["source", "first play s", "ratio to duration", "growing rung"],
                 [[f"{r['minutes']} min", r["first_playable_s"], r["ratio_to_duration"], " ".join(r["growing"]) or "-"]
-                 for r in first_plays])
-    rows = [[f"one ffmpeg, split filter graph (run {number})", run["first_playable_s"], run["ladder_s"], run["cpu_s"]]
-            for number, run in enumerate(splits, 1)]
+                 for r in plays])
+    rows = [[f"one ffmpeg, split filter graph (run {number})", measured["first_playable_s"], measured["ladder_s"],
+             measured["cpu_s"]] for number, measured in enumerate(splits, 1)]
     rows += [["one ffmpeg, split filter graph (mean)", split["first_playable_s"], split["ladder_s"], split["cpu_s"]]]
     rows += [[f"pipeline, {workers} worker{'s' if workers > 1 else ''}", r["first_playable_s"], r["ladder_s"],
               r["cpu_s"]] for workers, r in pipelines.items()]
@@ -247,7 +254,7 @@ def run(context) -> dict:
                 [[nodes, p["makespan_s"], p["speedup"], p["speedup"] / nodes] for nodes, p in projection.items()])
     checks = {f"first play under {FIRST_PLAY_TARGET_S} s, {r['minutes']} min": {
         "met": r["first_playable_s"] < FIRST_PLAY_TARGET_S, "detail": f"{r['first_playable_s']:.1f} s"}
-        for r in first_plays}
+        for r in plays}
     checks["whole ladder with 2 workers no slower than the split"] = {
         "met": two["ladder_s"] <= split["ladder_s"], "detail": f"{two['ladder_s']:.1f} s vs {split['ladder_s']:.1f} s"}
     checks["CPU overhead of the pipeline under 10%"] = {
@@ -260,7 +267,7 @@ def run(context) -> dict:
               "pipeline 1w: ladder / split": ratio(pipelines[1]["ladder_s"], split["ladder_s"]),
               "pipeline 2w: cpu / split": ratio(two["cpu_s"], split["cpu_s"])}
     print_table("Ratios", ["", "value"], [[name, value] for name, value in ratios.items()])
-    data = {"first_play": first_plays, "splits": splits, "split": split, "pipelines": pipelines, "projection": projection,
+    data = {"first_play": plays, "splits": splits, "split": split, "pipelines": pipelines, "projection": projection,
             "ratios": ratios, "checks": checks}
     save("transcode", data)
     return data
