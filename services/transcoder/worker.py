@@ -11,8 +11,10 @@ hands the jobs of dead ones to rq's abandoned-job handling (retry, or failed whe
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -163,6 +165,9 @@ def build_worker(settings: Settings) -> TranscodeWorker:
 def main() -> int:
     settings = Settings.from_env()
     configure_logging("transcoder", settings.log_level)
+    # `kill -USR1 <pid>`: every thread's stack on stderr, for a worker that seems stuck (its work horse
+    # and scheduler, forked from it, do the same).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.getLogger("rq.worker").addFilter(QuietMaintenance())
     for stale in remove_dead_scratch(settings.transcoder_scratch_dir):  # of jobs that died with a worker
         log.info("stale scratch directory removed", extra={"fields": {"path": str(stale)}})

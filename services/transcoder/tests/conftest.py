@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,6 +97,22 @@ def wait_for(condition, timeout=60.0, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {condition}")
+
+
+def wait_for_worker(condition, worker: subprocess.Popen, redis: Redis, timeout=60.0):
+    """wait_for, for a condition a worker process should bring about; on timeout the assertion says
+    whether the worker still runs and what Redis holds, and the worker and its children (work horse,
+    scheduler) write their threads' stacks into the test's captured stderr (SIGUSR1: faulthandler)."""
+    try:
+        return wait_for(condition, timeout=timeout)
+    except AssertionError:
+        if worker.poll() is None:
+            for pid in [worker.pid, *children(worker.pid)]:
+                os.kill(pid, signal.SIGUSR1)
+                time.sleep(0.5)  # one process's stacks after the other's, not interleaved
+        keys = {key.decode(): redis.type(key).decode() for key in redis.keys("*")}
+        raise AssertionError(f"timed out waiting for {condition}: worker exit code {worker.poll()}, "
+                             f"redis keys {keys}") from None
 
 
 def children(pid: int) -> list[int]:

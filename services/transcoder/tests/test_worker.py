@@ -13,7 +13,7 @@ from rq.job import JobStatus
 from services.transcoder.jobs import QUEUE
 from services.transcoder.worker import process_alive, worker_is_dead
 
-from services.transcoder.tests.conftest import wait_for, work_horse
+from services.transcoder.tests.conftest import wait_for, wait_for_worker, work_horse
 
 
 def dead_pid() -> int:
@@ -54,7 +54,7 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     first = start_worker()
     # Long enough to outlast a second worker's start-up on a loaded machine: the kill must find it running.
     job = queue.enqueue("time.sleep", 8, job_id="sleepy", retry=Retry(max=1))
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.STARTED, first, redis)
     horse = wait_for(lambda: work_horse(first.pid))
     first_worker_name = job.worker_name
     second = start_worker()
@@ -64,7 +64,7 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
     first.kill()
     first.wait()
     wait_for(lambda: not process_alive(horse), timeout=5)  # no orphan keeps working on the job
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, second, redis)
     job.refresh()
     assert job.retries_left == 0
     assert job.worker_name != first_worker_name
@@ -75,9 +75,9 @@ def test_killed_work_horse_fails_its_job_and_rq_retries_it(redis, start_worker):
     queue = Queue(QUEUE, connection=redis)
     worker = start_worker()
     job = queue.enqueue("time.sleep", 1, job_id="horse-killed", retry=Retry(max=1))
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.STARTED, worker, redis)
     os.kill(wait_for(lambda: work_horse(worker.pid)), signal.SIGKILL)
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=20)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis, timeout=20)
     job.refresh()
     assert job.retries_left == 0 and worker.poll() is None
 
@@ -86,7 +86,7 @@ def test_sigterm_lets_the_current_job_finish(redis, start_worker):
     queue = Queue(QUEUE, connection=redis)
     worker = start_worker()
     job = queue.enqueue("time.sleep", 2, job_id="finish-me")
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.STARTED, worker, redis)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert job.get_status(refresh=True) == JobStatus.FINISHED
@@ -96,11 +96,11 @@ def test_the_worker_runs_delayed_retries(redis, start_worker, tmp_path):
     """rq's scheduler runs in the worker: a retry delayed by a backoff interval does run later."""
     queue = Queue(QUEUE, connection=redis)
     marker = tmp_path / "appears-after-the-first-attempt"
-    start_worker()
+    worker = start_worker()
     job = queue.enqueue("os.remove", str(marker), job_id="fails-once", retry=Retry(max=1, interval=2))
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED, worker, redis)
     marker.write_text("")
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis, timeout=30)
     assert not marker.exists()
 
 
@@ -115,9 +115,20 @@ def test_a_killed_worker_does_not_hold_up_delayed_retries(redis, start_worker, t
     wait_for(lambda: len(Worker.all(connection=redis)) == 2)
     marker = tmp_path / "appears-after-the-first-attempt"
     job = queue.enqueue("os.remove", str(marker), job_id="retried-later", retry=Retry(max=1, interval=5))
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED, first, redis)
     first.kill()
     first.wait()
     marker.write_text("")
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=40)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, second, redis, timeout=40)
     assert redis.get(lock) == str(second.pid).encode()
+
+
+def test_sigusr1_writes_the_stacks_and_the_worker_goes_on(redis, start_worker, capfd):
+    queue = Queue(QUEUE, connection=redis)
+    worker = start_worker()
+    wait_for(lambda: len(Worker.all(connection=redis)) == 1)
+    worker.send_signal(signal.SIGUSR1)
+    written = []
+    wait_for(lambda: written.append(capfd.readouterr().err) or "in dequeue_job_and_maintain_ttl" in "".join(written))
+    job = queue.enqueue("time.sleep", 0, job_id="after-the-dump")
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis)
