@@ -8,7 +8,8 @@
   ffmpeg process with a split filter graph writing every rung (services/transcoder/ffmpeg.py
   `split_command`, after the probe it needs): wall time and CPU time. The split runs twice, before the
   2-worker run and after it (the pipelines are compared with the mean): this host's speed drifts by
-  10-30% over minutes.
+  10-30% over minutes. Beside them, 2 workers as 2 one-core hosts: each worker (and everything it
+  starts, ffmpeg included, which then runs one thread per stage) pinned to a core of its own.
 - Projected speed-up with N worker hosts: the 3-minute run's job durations (from rq) scaled to a
   20-minute source's job graph (the first rung's first chunk, thumbnail, the first rung's first 5
   minutes' audio, its chunks 1-4, its whole audio and its 15 other 60 s chunks, the other audio, 38
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import heapq
+import os
 import resource
 import shutil
 import subprocess
@@ -29,7 +31,7 @@ from rq.job import Job
 
 from services.transcoder import ffmpeg, jobs, ladder, probe
 
-from .harness import BENCH_MEDIA, make_clip, tree_cpu_seconds, upload, video
+from .harness import BENCH_MEDIA, make_clip, process_tree, tree_cpu_seconds, upload, video
 from .measure import print_checks, print_table, ratio, save
 
 FIRST_PLAY_MINUTES = (1, 5, 20)
@@ -124,9 +126,17 @@ def job_seconds(redis: Redis, video_id: int) -> dict[str, float]:
     return found
 
 
-def run_pipeline(context, source: Path, workers: int) -> dict:
+def run_pipeline(context, source: Path, workers: int, one_core_each: bool = False) -> dict:
+    """The whole ladder of `source` on `workers` transcoders; `one_core_each`: each worker's process tree
+    pinned to a core of its own (children inherit it), as if on hosts of one core."""
     stack, session = context.stack, context.session
     pids = use_workers(stack, workers)
+    if one_core_each:
+        cores = sorted(os.sched_getaffinity(0))
+        assert len(cores) >= workers, f"{workers} workers on {len(cores)} cores"
+        for core, pid in zip(cores, pids):
+            for process in process_tree(pid):
+                os.sched_setaffinity(process, {core})
     cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
     video_id = upload(session, source, f"ladder bench, {workers} worker(s)")["id"]
     accepted = time.perf_counter()
@@ -216,20 +226,23 @@ def run(context) -> dict:
         plays = first_plays(context)
         source = long_source(LADDER_MINUTES)
         splits, pipelines = [], {}
-        for workers in (2, 1):  # split, 2 workers, split, 1 worker: the 2-worker run between two splits
-            splits.append(run_split(source, stack.var_dir / "bench" / "split"))
-            print(f"  split: {splits[-1]['ladder_s']:.1f} s, CPU {splits[-1]['cpu_s']:.0f} s", flush=True)
-            pipelines[workers] = run_pipeline(context, source, workers)
-            print(f"  pipeline, {workers} worker(s): first play {pipelines[workers]['first_playable_s']:.1f} s, "
-                  f"ladder {pipelines[workers]['ladder_s']:.1f} s, CPU {pipelines[workers]['cpu_s']:.0f} s, "
-                  f"jobs {pipelines[workers]['jobs']}", flush=True)
+        # split, 2 workers, split, 2 one-core workers, 1 worker: each 2-worker run next to a split
+        for variant, workers, one_core_each in (("2 workers", 2, False), ("2 workers, one core each", 2, True),
+                                                ("1 worker", 1, False)):
+            if len(splits) < 2:
+                splits.append(run_split(source, stack.var_dir / "bench" / "split"))
+                print(f"  split: {splits[-1]['ladder_s']:.1f} s, CPU {splits[-1]['cpu_s']:.0f} s", flush=True)
+            pipelines[variant] = measured = run_pipeline(context, source, workers, one_core_each)
+            print(f"  pipeline, {variant}: first play {measured['first_playable_s']:.1f} s, "
+                  f"ladder {measured['ladder_s']:.1f} s, CPU {measured['cpu_s']:.0f} s, jobs {measured['jobs']}",
+                  flush=True)
     finally:
         use_workers(stack, len(stack.transcoder_names()))
     # The same host runs 10-30% slower for minutes at a time (other tenants): the pipelines are compared
-    # with the mean of the splits run before and after the 2-worker run.
+    # with the mean of the splits run before and after the first 2-worker run.
     split = {key: sum(measured[key] for measured in splits) / len(splits) for key in ("first_playable_s", "ladder_s", "cpu_s")}
     seconds = LADDER_MINUTES * 60
-    two = pipelines[2]
+    two, pinned = pipelines["2 workers"], pipelines["2 workers, one core each"]
     graph = job_graph(two["jobs"], two["video_id"], [rung.name for rung in ladder.choose_rungs(1080)],
                       seconds, PROJECTED_MINUTES * 60)
     single = makespan(graph, 1)
@@ -245,8 +258,8 @@ def run(context) -> dict:
     rows = [[f"one ffmpeg, split filter graph (run {number})", measured["first_playable_s"], measured["ladder_s"],
              measured["cpu_s"]] for number, measured in enumerate(splits, 1)]
     rows += [["one ffmpeg, split filter graph (mean)", split["first_playable_s"], split["ladder_s"], split["cpu_s"]]]
-    rows += [[f"pipeline, {workers} worker{'s' if workers > 1 else ''}", r["first_playable_s"], r["ladder_s"],
-              r["cpu_s"]] for workers, r in pipelines.items()]
+    rows += [[f"pipeline, {variant}", r["first_playable_s"], r["ladder_s"], r["cpu_s"]]
+             for variant, r in pipelines.items()]
     print_table(f"Whole ladder of a {LADDER_MINUTES}-minute 1080p source",
                 ["variant", "first play s", "whole ladder s", "CPU s"], rows)
     print_table(f"Projected: {PROJECTED_MINUTES}-minute source on N worker hosts (from the measured jobs)",
@@ -257,6 +270,9 @@ def run(context) -> dict:
         for r in plays}
     checks["whole ladder with 2 workers no slower than the split"] = {
         "met": two["ladder_s"] <= split["ladder_s"], "detail": f"{two['ladder_s']:.1f} s vs {split['ladder_s']:.1f} s"}
+    checks["whole ladder with 2 one-core workers no slower than the split on both cores"] = {
+        "met": pinned["ladder_s"] <= split["ladder_s"],
+        "detail": f"{pinned['ladder_s']:.1f} s vs {split['ladder_s']:.1f} s"}
     checks["CPU overhead of the pipeline under 10%"] = {
         "met": two["cpu_s"] <= 1.1 * split["cpu_s"], "detail": f"{two['cpu_s']:.0f} s vs {split['cpu_s']:.0f} s"}
     checks["projected speed-up at least 0.8 N at N=16"] = {
@@ -264,8 +280,10 @@ def run(context) -> dict:
         "detail": f"{projection[16]['speedup']:.1f}; the longest job ({longest[0]}) takes {longest[1]:.0f} s"}
     print_checks(checks)
     ratios = {"pipeline 2w: ladder / split": ratio(two["ladder_s"], split["ladder_s"]),
-              "pipeline 1w: ladder / split": ratio(pipelines[1]["ladder_s"], split["ladder_s"]),
-              "pipeline 2w: cpu / split": ratio(two["cpu_s"], split["cpu_s"])}
+              "pipeline 2w one core each: ladder / split": ratio(pinned["ladder_s"], split["ladder_s"]),
+              "pipeline 1w: ladder / split": ratio(pipelines["1 worker"]["ladder_s"], split["ladder_s"]),
+              "pipeline 2w: cpu / split": ratio(two["cpu_s"], split["cpu_s"]),
+              "pipeline 2w one core each: cpu / split": ratio(pinned["cpu_s"], split["cpu_s"])}
     print_table("Ratios", ["", "value"], [[name, value] for name, value in ratios.items()])
     data = {"first_play": plays, "splits": splits, "split": split, "pipelines": pipelines, "projection": projection,
             "ratios": ratios, "checks": checks}
