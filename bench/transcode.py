@@ -97,12 +97,21 @@ def first_plays(context) -> list[dict]:
     return found
 
 
+def cores(count: int) -> list[int]:
+    """The first `count` cores this process may run on, one for each process pinned as a one-core host:
+    the split on one core and the single pinned worker get the same one."""
+    allowed = sorted(os.sched_getaffinity(0))
+    assert len(allowed) >= count, f"{count} one-core hosts on {len(allowed)} cores"
+    return allowed[:count]
+
+
 def run_split(source: Path, work_dir: Path, one_core: bool = False) -> dict:
     """The split from the stored file: its probe (the command needs the frame rate, the audio, the
     demuxer, as the pipeline's prepare job does, whose time the pipeline's figures hold), then one ffmpeg;
     `one_core`: pinned to one core, as on a host of one core (ffmpeg then runs one thread per stage)."""
     shutil.rmtree(work_dir, ignore_errors=True)
-    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+    core = set(cores(1))
+    pin = (lambda: os.sched_setaffinity(0, core)) if one_core else None
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     media = probe.probe_source(source)
@@ -135,9 +144,7 @@ def run_pipeline(context, source: Path, workers: int, one_core_each: bool = Fals
     stack, session = context.stack, context.session
     pids = use_workers(stack, workers)
     if one_core_each:
-        cores = sorted(os.sched_getaffinity(0))
-        assert len(cores) >= workers, f"{workers} workers on {len(cores)} cores"
-        for core, pid in zip(cores, pids):
+        for core, pid in zip(cores(workers), pids):
             for process in process_tree(pid):
                 os.sched_setaffinity(process, {core})
     cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
@@ -236,7 +243,8 @@ def run(context) -> dict:
     try:
         plays = first_plays(context)
         source = long_source(LADDER_MINUTES)
-        splits, pipelines = {"split": [], "split on one core": []}, {}
+        splits = {variant: [] for variant, workers, _ in LADDER_RUNS if not workers}
+        pipelines = {}
         for variant, workers, one_core in LADDER_RUNS:
             if not workers:
                 splits[variant].append(measured := run_split(source, stack.var_dir / "bench" / "split", one_core))
@@ -250,9 +258,11 @@ def run(context) -> dict:
         use_workers(stack, len(stack.transcoder_names()))
     # The same host runs 10-30% slower for minutes at a time (other tenants): the pipelines on both cores
     # are compared with the mean of the splits run before and after the first 2-worker run.
-    split, split_one = ({key: sum(measured[key] for measured in runs) / len(runs)
-                         for key in ("first_playable_s", "ladder_s", "cpu_s")}
-                        for runs in splits.values())
+    def mean(runs: list[dict]) -> dict:
+        return {key: sum(measured[key] for measured in runs) / len(runs)
+                for key in ("first_playable_s", "ladder_s", "cpu_s")}
+
+    split, split_one = mean(splits["split"]), mean(splits["split on one core"])
     seconds = LADDER_MINUTES * 60
     two, pinned = pipelines["2 workers"], pipelines["2 workers, one core each"]
     one_pinned = pipelines["1 worker on one core"]
