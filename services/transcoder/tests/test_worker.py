@@ -1,6 +1,7 @@
 """The worker process: dead workers' jobs are taken over, a killed worker leaves no orphan behind, and
 SIGTERM lets the current job finish. Real worker processes on real Redis (db 14, see conftest.py)."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -129,6 +130,9 @@ def test_sigusr1_writes_the_stacks_and_the_worker_goes_on(redis, start_worker, c
     wait_for(lambda: len(Worker.all(connection=redis)) == 1)
     worker.send_signal(signal.SIGUSR1)
     written = []
-    wait_for(lambda: written.append(capfd.readouterr().err) or "in dequeue_job_and_maintain_ttl" in "".join(written))
+    # The main thread's stack, whatever it is doing: registered is not yet idle (start-up maintenance
+    # may still run), so the frame to look for is the worker's entry point, always on that stack.
+    wait_for(lambda: written.append(capfd.readouterr().err) or re.search(
+        r"File \"[^\"]*services/transcoder/worker\.py\", line \d+ in main\n", "".join(written)))
     job = queue.enqueue("time.sleep", 0, job_id="after-the-dump")
     wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis)
