@@ -75,10 +75,11 @@ def test_killed_worker_takes_its_horse_along_and_a_live_worker_retries_its_job(r
 def test_killed_work_horse_fails_its_job_and_rq_retries_it(redis, start_worker):
     queue = Queue(QUEUE, connection=redis)
     worker = start_worker()
-    job = queue.enqueue("time.sleep", 1, job_id="horse-killed", retry=Retry(max=1))
+    # Long enough that the work horse is still there to be killed when a loaded machine is slow to look.
+    job = queue.enqueue("time.sleep", 4, job_id="horse-killed", retry=Retry(max=1))
     wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.STARTED, worker, redis)
-    os.kill(wait_for(lambda: work_horse(worker.pid)), signal.SIGKILL)
-    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis, timeout=20)
+    os.kill(wait_for(lambda: work_horse(worker.pid), timeout=4), signal.SIGKILL)
+    wait_for_worker(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, worker, redis, timeout=30)
     job.refresh()
     assert job.retries_left == 0 and worker.poll() is None
 
