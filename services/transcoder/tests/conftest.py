@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from rq.job import Job
 
 from shared.tests.seaweedfs import seaweedfs  # noqa: F401 - the session's S3 server
 
@@ -66,9 +67,18 @@ def redis_url() -> str:
 @pytest.fixture
 def redis(redis_url):
     connection = Redis.from_url(redis_url)
+    wait_for(lambda: not blocked_clients(connection), timeout=10)
     connection.flushdb()
     yield connection
     connection.flushdb()
+
+
+def blocked_clients(connection: Redis) -> list[dict]:
+    """The clients of this Redis database blocked in a command: an idle worker's BLMOVE. A killed worker's
+    socket lives on in its scheduler child until the kernel has killed that too; a job pushed meanwhile
+    goes to the dead worker, and rq fails it as stuck a minute later (seen under load in CI)."""
+    db = str(connection.connection_pool.connection_kwargs.get("db", 0))
+    return [client for client in connection.client_list() if client["db"] == db and "b" in client["flags"]]
 
 
 @pytest.fixture
@@ -76,7 +86,8 @@ def start_worker(redis_url):
     started = []
 
     def start() -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
+        env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO),
+               "LOG_LEVEL": os.environ.get("WORKER_LOG_LEVEL", "WARNING")}
         process = subprocess.Popen([sys.executable, "-m", "services.transcoder.worker"], cwd=REPO, env=env,
                                    start_new_session=True)
         started.append(process)
@@ -85,7 +96,7 @@ def start_worker(redis_url):
     yield start
     for process in started:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # the worker and its scheduler (the work horse has its own session)
             process.wait()
 
 
@@ -112,7 +123,19 @@ def wait_for_worker(condition, worker: subprocess.Popen, redis: Redis, timeout=6
                 time.sleep(0.5)  # one process's stacks after the other's, not interleaved
         keys = {key.decode(): redis.type(key).decode() for key in redis.keys("*")}
         raise AssertionError(f"timed out waiting for {condition}: worker exit code {worker.poll()}, "
-                             f"redis keys {keys}") from None
+                             f"redis keys {keys}, jobs {jobs_in(redis)}") from None
+
+
+def jobs_in(redis: Redis) -> dict[str, dict[str, str]]:
+    """Each job's status, worker and times, and the last line of its exception: what became of it."""
+    jobs = {}
+    ids = [key.decode().removeprefix("rq:job:") for key in redis.keys("rq:job:*") if redis.type(key) == b"hash"]
+    for job in filter(None, Job.fetch_many(ids, connection=redis)):
+        result = job.latest_result()
+        jobs[job.id] = {"status": str(job.get_status()), "worker": str(job.worker_name),
+                        "enqueued": str(job.enqueued_at), "started": str(job.started_at), "ended": str(job.ended_at),
+                        "exception": (result.exc_string or "").strip().splitlines()[-1:] if result else None}
+    return jobs
 
 
 def children(pid: int) -> list[int]:
