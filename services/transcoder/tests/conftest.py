@@ -76,7 +76,8 @@ def redis(redis_url):
 def blocked_clients(connection: Redis) -> list[dict]:
     """The clients of this Redis database blocked in a command: an idle worker's BLMOVE. A killed worker's
     socket lives on in its scheduler child until the kernel has killed that too; a job pushed meanwhile
-    goes to the dead worker, and rq fails it as stuck a minute later (seen under load in CI)."""
+    would go to the dead worker, and rq would fail it as stuck a minute later (suspected, not proven, in
+    a rare CI timeout)."""
     db = str(connection.connection_pool.connection_kwargs.get("db", 0))
     return [client for client in connection.client_list() if client["db"] == db and "b" in client["flags"]]
 
@@ -96,7 +97,8 @@ def start_worker(redis_url):
     yield start
     for process in started:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)  # the worker and its scheduler (the work horse has its own session)
+            # The worker and its scheduler, which shares its Redis sockets (the work horse has its own session).
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
