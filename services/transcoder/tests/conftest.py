@@ -125,16 +125,17 @@ def wait_for_worker(condition, worker: subprocess.Popen, redis: Redis, timeout=6
                 time.sleep(0.5)  # one process's stacks after the other's, not interleaved
         keys = {key.decode(): redis.type(key).decode() for key in redis.keys("*")}
         raise AssertionError(f"timed out waiting for {condition}: worker exit code {worker.poll()}, "
-                             f"redis keys {keys}, jobs {jobs_in(redis)}") from None
+                             f"redis keys {keys}, jobs {jobs_in(redis, keys)}") from None
 
 
-def jobs_in(redis: Redis) -> dict[str, dict[str, str]]:
-    """Each job's status, worker and times, and the last line of its exception: what became of it."""
+def jobs_in(redis: Redis, keys: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each job among `keys` (name: Redis type): its status, worker and times, and the last line of its
+    exception: what became of it."""
     jobs = {}
-    ids = [key.decode().removeprefix("rq:job:") for key in redis.keys("rq:job:*") if redis.type(key) == b"hash"]
+    ids = [key.removeprefix("rq:job:") for key, kind in keys.items() if key.startswith("rq:job:") and kind == "hash"]
     for job in filter(None, Job.fetch_many(ids, connection=redis)):
         result = job.latest_result()
-        jobs[job.id] = {"status": str(job.get_status()), "worker": str(job.worker_name),
+        jobs[job.id] = {"status": str(job.get_status(refresh=False)), "worker": str(job.worker_name),
                         "enqueued": str(job.enqueued_at), "started": str(job.started_at), "ended": str(job.ended_at),
                         "exception": (result.exc_string or "").strip().splitlines()[-1:] if result else None}
     return jobs
