@@ -26,7 +26,7 @@ run_on_stack() {
     $STACK up || { tail -n 40 "$VAR_DIR"/log/*.log; $STACK down; exit 1; }
     trap '$STACK down >/dev/null' EXIT
     echo "== e2e on MEDIA_STORAGE=$MEDIA_STORAGE: $*"
-    .venv/bin/pytest "$@"
+    .venv/bin/pytest --durations=15 "$@"  # the slowest tests: what to look at when make test nears 20 minutes
   )
 }
 
